@@ -1,0 +1,38 @@
+# facezoo — `make train` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export HYDRA_FULL_ERROR ?= 0
+
+.PHONY: help install train test test-full sweep bench lint clean
+.DEFAULT_GOAL := help
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n", $$1, $$2}'
+
+install: ## Create .venv (pip, torch pinned to the CPU build); fast when nothing changed
+	@bash scripts/install.sh
+
+train: install ## Train the default recipe on built-in synthetic data (ARGS="hydra overrides")
+	$(PY) -m src.train $(ARGS)
+
+test: install ## Run the test suite without `slow` tests (ARGS="pytest arguments")
+	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow" $(ARGS)
+
+test-full: install ## Run every test, `slow` included
+	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)
+
+sweep: install ## Hydra multirun over the paired ratio gamma (ARGS="more overrides")
+	$(PY) -m src.train -m split.gamma=0.01,0.1,0.2,1.0 $(ARGS)
+
+bench: install ## Benchmark every model: time and peak memory, table + JSON in bench/
+	$(PY) -m src.bench $(ARGS)
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check src tests
+
+clean: ## Remove the venv, caches and run outputs
+	rm -rf $(VENV) logs outputs multirun bench .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

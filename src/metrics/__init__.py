@@ -1,0 +1,7 @@
+"""Evaluation metrics: PSNR / SSIM, LPIPS (offline backbone) and soft IoU of masks."""
+
+from src.metrics.image_quality import psnr_ssim_metrics
+from src.metrics.lpips import LPIPS, build_lpips
+from src.metrics.soft_iou import SoftIoU
+
+__all__ = ["LPIPS", "SoftIoU", "build_lpips", "psnr_ssim_metrics"]

@@ -63,7 +63,10 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 def uint8_to_tensor(array: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, H, W) uint8 tensor (conversion to float happens on the device)."""
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:  # PIL's read-only buffers
+        array = array.copy()
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
 def to_float(image: torch.Tensor) -> torch.Tensor:

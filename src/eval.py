@@ -1,0 +1,66 @@
+"""Evaluate a checkpoint: `python -m src.eval ckpt_path=<run>/checkpoints/best.ckpt [datamodule=...]`.
+
+The model is rebuilt from the config stored in the checkpoint (no run folder needed); the data come from
+`datamodule=` when given, else from the checkpoint's config. Writes `metrics.json` and `metrics.md` into the
+eval run folder, plus a sample grid.
+"""
+
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from src.callbacks.checkpointing import CONFIG_KEY
+from src.callbacks.sample_grid import SampleGrid
+from src.train import run_cli
+from src.utils.errors import ConfigError, FacezooError
+from src.utils.instantiate import instantiate
+from src.utils.results import write_metrics
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={path}: file not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise FacezooError(f"{path}: not a readable checkpoint ({err.__class__.__name__})") from None
+    if CONFIG_KEY not in ckpt:
+        raise FacezooError(f"{path}: no facezoo config inside (was it written by `src.train`?)")
+    return ckpt
+
+
+def load_model(ckpt: dict) -> pl.LightningModule:
+    run_cfg = OmegaConf.create(ckpt[CONFIG_KEY])
+    model = instantiate(run_cfg.model, "model")
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    ckpt = load_checkpoint(cfg.ckpt_path)
+    model = load_model(ckpt)
+    out = Path(cfg.paths.output_dir)
+    data_cfg = cfg.datamodule if cfg.get("datamodule") else OmegaConf.create(ckpt[CONFIG_KEY]).datamodule
+    datamodule = instantiate(data_cfg, "datamodule", manifest_dir=str(out))
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, "trainer", logger=False, callbacks=[SampleGrid(str(out / "samples"))]
+    )
+    results = trainer.test(model, datamodule=datamodule)
+    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    write_metrics(out, metrics, title=f"{Path(cfg.ckpt_path).name}")
+    print(f"metrics: {out / 'metrics.json'}\n" + "\n".join(f"  {k}: {v:.4f}" for k, v in sorted(metrics.items())))
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    run_cli(evaluate, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""What every facezoo method shares; a method adds only its networks and its training recipe.
+
+- `restore(lq) -> dict(image=..., [mask=...])`: eval mode, no gradients; everything downstream (eval,
+  sample grids, restore.py, notebooks) uses only this. Subclasses implement `predict(lq)`.
+- Manual optimization: subclasses implement `train_step(batch) -> dict of logs` and use `self.step(...)`
+  (toggle, zero_grad, manual_backward, optional clipping, step, untoggle) for each network group.
+- `batch_counter`: batches trained so far (a buffer, so it is saved and restored with the checkpoint);
+  per-iteration schedules use it, never `trainer.global_step`, which counts optimizer steps.
+- Each training batch runs under a global RNG state seeded from (run seed, batch counter, rank), so a
+  resumed run draws the same noise as an uninterrupted one.
+- EMA copies (`make_ema`) are frozen `AveragedModel`s saved with the checkpoint.
+- Validation/test: PSNR, SSIM, LPIPS (only when its backbone weights are found) and Soft-IoU of predicted
+  vs true imperfection masks (when both exist).
+"""
+
+import os
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from src.metrics import SoftIoU, build_lpips, psnr_ssim_metrics
+from src.utils.errors import ConfigError
+
+
+def eval_pair(batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(input, target, true mask or None) of a retouching or restoration evaluation batch."""
+    if "paired" in batch:
+        paired = batch["paired"]
+        return paired["raw"], paired["retouched"], paired.get("mask")
+    return batch["lq"], batch["hq"], None
+
+
+class FaceZooModule(pl.LightningModule):
+    #: input contract: a fixed square size, or None with sides divisible by `size_multiple`
+    fixed_size: int | None = None
+
+    def __init__(self, lpips_net: str | None = "alex", lpips_weights: str | None = None) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.register_buffer("batch_counter", torch.zeros((), dtype=torch.long))
+        self.val_quality = psnr_ssim_metrics()
+        self.test_quality = psnr_ssim_metrics()
+        self.val_soft_iou, self.test_soft_iou = SoftIoU(), SoftIoU()
+        # LPIPS is kept out of the module tree: its frozen backbone is not part of our checkpoints.
+        self._lpips = {"metric": build_lpips(lpips_net, lpips_weights) if lpips_net else None}
+
+    # -- the input contract and inference --------------------------------------------------------------
+    @property
+    def size_multiple(self) -> int:
+        return 1
+
+    def check_input(self, lq: torch.Tensor) -> None:
+        if lq.dim() != 4 or lq.shape[1] != 3:
+            raise ConfigError(f"{type(self).__name__}: expected images of shape (B, 3, H, W), got {tuple(lq.shape)}")
+        h, w = lq.shape[-2:]
+        if self.fixed_size is not None and (h, w) != (self.fixed_size, self.fixed_size):
+            raise ConfigError(f"{type(self).__name__}: expected {self.fixed_size}x{self.fixed_size} inputs, got {h}x{w}")
+        m = self.size_multiple
+        if h % m or w % m:
+            raise ConfigError(f"{type(self).__name__}: expected height and width divisible by {m}, got {h}x{w}")
+
+    def predict(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def restore(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.check_input(lq)
+        was_training = self.training
+        self.eval()
+        try:
+            return self.predict(lq.to(self.device))
+        finally:
+            self.train(was_training)
+
+    # -- training helpers ------------------------------------------------------------------------------
+    def make_ema(self, net: nn.Module, decay: float) -> AveragedModel:
+        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        ema.update_parameters(net)  # n_averaged 0 -> 1: starts as an exact copy
+        return ema.requires_grad_(False).eval()
+
+    def step(self, optimizer, loss: torch.Tensor, clip: float | None = None) -> None:
+        """One optimizer step for one network group (manual optimization)."""
+        with self.toggled_optimizer(optimizer):
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            if clip:
+                self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            optimizer.step()
+
+    def step_schedulers(self) -> None:
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _batch_seed(self) -> int:
+        run_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return (run_seed * 1_000_003 + int(self.batch_counter) * 64 + self.global_rank) % 2**63
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        torch.manual_seed(self._batch_seed())
+        logs = self.train_step(batch)
+        self.batch_counter += 1
+        self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, prog_bar=True)
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def _evaluate(self, batch: dict, stage: str) -> None:
+        lq, target, true_mask = eval_pair(batch)
+        out = self.restore(lq)
+        image = out["image"].clamp(-1, 1)
+        quality = getattr(self, f"{stage}_quality")
+        quality.update(image, target)
+        self.log_dict({f"{stage}/{k}": v for k, v in quality.items()}, on_step=False, on_epoch=True)
+        lpips = self._lpips["metric"]
+        if lpips is not None:
+            lpips.to(self.device).update(image, target)
+        if true_mask is not None and "mask" in out:
+            soft_iou = getattr(self, f"{stage}_soft_iou")
+            soft_iou.update(out["mask"], true_mask)
+            self.log(f"{stage}/soft_iou", soft_iou, on_step=False, on_epoch=True)
+
+    def _log_lpips(self, stage: str) -> None:
+        lpips = self._lpips["metric"]
+        if lpips is not None and lpips.update_called:
+            self.log(f"{stage}/lpips", lpips.compute(), sync_dist=True)
+            lpips.reset()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_lpips("val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_lpips("test")

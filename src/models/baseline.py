@@ -1,0 +1,66 @@
+"""The baseline: Pix2Pix (Isola et al., CVPR 2017) — U-Net generator, conditional PatchGAN, L1 + GAN.
+
+Objective (paper eq. 4): G* = arg min_G max_D L_cGAN(G, D) + λ L1(G), λ = 100, D on concat(input, image).
+Step order per batch: generator (GAN + λ·L1), generator EMA, then discriminator (real vs detached fake).
+Works on retouching data (paired raw → retouched; the unpaired parts of a γ split are not used, as in
+the paper's fully supervised setting) and on restoration data (lq → hq).
+"""
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from src.losses.adversarial import discriminator_loss, generator_loss
+from src.models.base import FaceZooModule, eval_pair
+
+
+class Pix2PixBaseline(FaceZooModule):
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        optimizer_g: Callable,
+        optimizer_d: Callable,
+        l1_weight: float = 100.0,
+        gan_loss: str = "vanilla",
+        ema_decay: float = 0.999,
+        name: str = "baseline",
+        **base_args,
+    ) -> None:
+        super().__init__(**base_args)
+        self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer_g", "optimizer_d"])
+        self.generator, self.discriminator = generator, discriminator
+        self.generator_ema = self.make_ema(generator, ema_decay) if ema_decay else None
+        self._optimizers = (optimizer_g, optimizer_d)
+
+    @property
+    def size_multiple(self) -> int:
+        return self.generator.size_multiple
+
+    def configure_optimizers(self):
+        make_g, make_d = self._optimizers
+        return make_g(self.generator.parameters()), make_d(self.discriminator.parameters())
+
+    def predict(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
+        net = self.generator_ema.module if self.generator_ema is not None else self.generator
+        return {"image": net(lq)}
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        source, target, _ = eval_pair(batch)
+        opt_g, opt_d = self.optimizers()
+        kind = self.hparams.gan_loss
+
+        fake = self.generator(source)
+        loss_gan = generator_loss(self.discriminator(torch.cat([source, fake], 1)), kind)
+        loss_l1 = F.l1_loss(fake, target)
+        self.step(opt_g, loss_gan + self.hparams.l1_weight * loss_l1)
+        if self.generator_ema is not None:
+            self.generator_ema.update_parameters(self.generator)
+
+        real_logits = self.discriminator(torch.cat([source, target], 1))
+        fake_logits = self.discriminator(torch.cat([source, fake.detach()], 1))
+        loss_d = discriminator_loss(real_logits, fake_logits, kind)
+        self.step(opt_d, loss_d)
+        return {"l1": loss_l1, "g_gan": loss_gan, "d": loss_d}

@@ -1,0 +1,99 @@
+"""Training entry point: `python -m src.train [overrides]` (Hydra) over the plain function `train(cfg)`.
+
+Each run writes into its Hydra output folder: `config.yaml` (resolved), `split.json` (retouching data),
+`checkpoints/{last,best}.ckpt` (atomic), `samples/*.png` and `metrics.json` (+ `metrics.md`).
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
+
+from src.callbacks.checkpointing import AtomicCheckpointIO, ConfigInCheckpoint
+from src.utils.errors import ConfigError, FacezooError
+from src.utils.instantiate import instantiate, instantiate_group
+from src.utils.results import finish_loggers, write_metrics
+
+log = logging.getLogger("facezoo")
+
+
+def _resume_path(cfg: DictConfig) -> str | None:
+    if not cfg.get("ckpt_path"):
+        return None
+    path = Path(cfg.ckpt_path)
+    if path.is_dir():  # a run folder: resume from its last checkpoint
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no checkpoint there (expected a .ckpt file or a run folder)")
+    return str(path)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit (and test) the configured model; returns the final metrics."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    resume = _resume_path(cfg)
+
+    datamodule = instantiate(cfg.datamodule, "datamodule")
+    model = instantiate(cfg.model, "model")
+    loggers = instantiate_group(cfg.get("logger"), "logger")
+    callbacks = instantiate_group(cfg.get("callbacks"), "callbacks") + [ConfigInCheckpoint(cfg)]
+    if not loggers:  # Lightning refuses an LR monitor without a logger (e.g. `logger=null`)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        if cfg.get("train", True):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        if cfg.get("test", True):
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+            results = trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+            metrics.update({k: float(v) for k, v in (results[0] if results else {}).items()})
+    finally:
+        finish_loggers(loggers)
+    if trainer.is_global_zero:
+        write_metrics(out, metrics, title=f"{cfg.model.get('name', 'model')} on {out}")
+        _report(out)
+    return metrics
+
+
+def _report(out: Path) -> None:
+    """Tell the user where everything went."""
+    lines = [f"run folder:  {out}"]
+    for name in ("last.ckpt", "best.ckpt"):
+        if (out / "checkpoints" / name).is_file():
+            lines.append(f"checkpoint:  {out / 'checkpoints' / name}")
+    grids = sorted((out / "samples").glob("*.png")) if (out / "samples").is_dir() else []
+    lines += [f"samples:     {g}" for g in grids[-2:]]
+    lines.append(f"metrics:     {out / 'metrics.json'}")
+    print("\n".join(lines))
+
+
+def run_cli(task, cfg: DictConfig):
+    """Run `task(cfg)`; bad input ends the program with one clear line on stderr and exit code 2."""
+    try:
+        return task(cfg)
+    except FacezooError as err:
+        print(f"facezoo: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = run_cli(train, cfg)
+    metric = cfg.get("optimized_metric")
+    return metrics.get(metric) if metric and metrics else None
+
+
+if __name__ == "__main__":
+    main()

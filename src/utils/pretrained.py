@@ -1,0 +1,281 @@
+"""Find and load pretrained network weights, offline, under the file names users already have.
+
+One resolver for every pretrained network in the zoo (VGG for perceptual losses and LPIPS, ArcFace / IR-SE50
+for identity, StyleGAN2 priors, DFDNet dictionaries, face parsing). Nothing is ever downloaded: the
+``url_hint`` of a ``WeightSpec`` is documentation only.
+
+Search order of ``resolve``:
+
+1. the explicit path from the config (if given it must exist: a wrong path is an error, never skipped);
+2. the project's pretrained folder: ``$FACEZOO_PRETRAINED``, default ``<repo root>/pretrained/``;
+3. torch hub's cache: ``torch.hub.get_dir()/checkpoints/`` (follows ``$TORCH_HOME``, i.e.
+   ``$TORCH_HOME/hub/checkpoints/``) and also ``$TORCH_HOME/checkpoints/``.
+
+A network that should be pretrained but is built without weights must call ``warn_random_init``.
+
+``python -m src.utils.pretrained`` (or ``facezoo-weights``) lists every known file and where it was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import pickle
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from src.utils.errors import FacezooError, WeightsNotFoundError
+
+log = logging.getLogger("facezoo")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PRETRAINED_ENV = "FACEZOO_PRETRAINED"
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """A pretrained weight file the zoo knows about."""
+
+    key: str
+    filename: str
+    needed_by: str
+    description: str
+    url_hint: str | None = None  # for the README only; never fetched
+
+
+_GFPGAN_RELEASE = "https://github.com/TencentARC/GFPGAN/releases/download/v0.1.0/"
+
+KNOWN_WEIGHTS: dict[str, WeightSpec] = {
+    spec.key: spec
+    for spec in (
+        WeightSpec(
+            "vgg19",
+            "vgg19-dcbb9e9d.pth",
+            "perceptual losses (RetouchFormer, GFP-GAN, DFDNet)",
+            "torchvision VGG19, ImageNet",
+            "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+        ),
+        WeightSpec(
+            "vgg16",
+            "vgg16-397923af.pth",
+            "LPIPS metric, net='vgg' (backbone)",
+            "torchvision VGG16, ImageNet",
+            "https://download.pytorch.org/models/vgg16-397923af.pth",
+        ),
+        WeightSpec(
+            "alexnet",
+            "alexnet-owt-7be5be79.pth",
+            "LPIPS metric, net='alex' (backbone, the default)",
+            "torchvision AlexNet, ImageNet",
+            "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        ),
+        WeightSpec(
+            "arcface_resnet18",
+            "arcface_resnet18.pth",
+            "GFP-GAN identity loss",
+            "ArcFace ResNet-18 as released with GFP-GAN",
+            _GFPGAN_RELEASE + "arcface_resnet18.pth",
+        ),
+        WeightSpec(
+            "ir_se50",
+            "model_ir_se50.pth",
+            "GPEN / StyleGANEX identity loss",
+            "InsightFace IR-SE50 (TreB1eN/InsightFace_Pytorch), as used by pSp / StyleGANEX",
+        ),
+        WeightSpec(
+            "stylegan2_512_gfpgan",
+            "StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth",
+            "GFP-GAN generative facial prior",
+            "StyleGAN2 512px FFHQ (channel multiplier 1) as released with GFP-GAN",
+            _GFPGAN_RELEASE + "StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth",
+        ),
+        WeightSpec(
+            "stylegan2_1024_ffhq",
+            "stylegan2-ffhq-config-f.pt",
+            "GPEN / StyleGANEX StyleGAN2 prior",
+            "StyleGAN2 FFHQ config-f 1024px, rosinality/stylegan2-pytorch conversion",
+        ),
+        WeightSpec(
+            "gfpgan_component_boxes",
+            "FFHQ_eye_mouth_landmarks_512.pth",
+            "GFP-GAN facial component discriminators",
+            "eye and mouth boxes of the FFHQ 512px images",
+            _GFPGAN_RELEASE + "FFHQ_eye_mouth_landmarks_512.pth",
+        ),
+        WeightSpec(
+            "dfdnet_dictionary",
+            "DFDNet_dict_512.pth",
+            "DFDNet component dictionaries",
+            "DFDNet eye/nose/mouth feature dictionaries (csxmli2016/DFDNet)",
+        ),
+        WeightSpec(
+            "faceparsing_bisenet",
+            "faceparsing.pth",
+            "face parsing masks (BiSeNet)",
+            "BiSeNet face parser trained on CelebAMask-HQ (zllrunning/face-parsing.PyTorch)",
+        ),
+    )
+}
+
+
+def pretrained_dir() -> Path:
+    """The project's pretrained folder: ``$FACEZOO_PRETRAINED`` or ``<repo root>/pretrained``."""
+    env = os.environ.get(PRETRAINED_ENV)
+    return Path(env).expanduser() if env else REPO_ROOT / "pretrained"
+
+
+def search_dirs() -> list[Path]:
+    """The folders ``resolve`` searches after the explicit path, in order, without duplicates."""
+    dirs = [pretrained_dir(), Path(torch.hub.get_dir()).expanduser() / "checkpoints"]
+    torch_home = os.environ.get("TORCH_HOME")
+    if torch_home:
+        dirs.append(Path(torch_home).expanduser() / "checkpoints")
+    unique: list[Path] = []
+    for folder in dirs:
+        if folder not in unique:
+            unique.append(folder)
+    return unique
+
+
+def _spec_for(key_or_filename: str) -> WeightSpec:
+    if key_or_filename in KNOWN_WEIGHTS:
+        return KNOWN_WEIGHTS[key_or_filename]
+    for spec in KNOWN_WEIGHTS.values():
+        if spec.filename == key_or_filename:
+            return spec
+    return WeightSpec(key_or_filename, Path(key_or_filename).name, "this model", "")
+
+
+def resolve(
+    key_or_filename: str,
+    explicit: str | os.PathLike | None = None,
+    required: bool = True,
+    option: str | None = None,
+) -> Path | None:
+    """Return the path of a pretrained weight file (a ``KNOWN_WEIGHTS`` key or a bare file name).
+
+    ``explicit``, when given, must exist (a file, or a folder holding the file); otherwise the pretrained
+    folder and torch hub's cache are searched. Missing + ``required`` raises ``WeightsNotFoundError``;
+    missing + not required returns None. ``option`` names the config option that takes the path, for the
+    error message.
+    """
+    spec = _spec_for(key_or_filename)
+    how = f"pass its path with {option}" if option else "pass its path in the model's weights-path option"
+    if explicit is not None and str(explicit) != "":
+        path = Path(explicit).expanduser()
+        if path.is_dir():
+            path = path / spec.filename
+        if not path.is_file():
+            raise WeightsNotFoundError(
+                f"Pretrained weights {spec.filename} (needed by {spec.needed_by}): the given path {path} "
+                f"does not exist; fix the path or remove the option to search {pretrained_dir()}/"
+            )
+        return path
+    folders = search_dirs()
+    for folder in folders:
+        candidate = folder / spec.filename
+        if candidate.is_file():
+            return candidate
+    if not required:
+        return None
+    raise WeightsNotFoundError(
+        f"Pretrained weights {spec.filename} (needed by {spec.needed_by}) not found; searched "
+        f"{', '.join(str(f) for f in folders)}. Put the file in {pretrained_dir()}/ or {how} "
+        f"(nothing is downloaded)."
+    )
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{err.__class__.__name__}: {text[0] if text else ''}"
+
+
+def load_state_dict(path: str | os.PathLike, key: str | None = None) -> dict:
+    """Load a weight file on the CPU (``torch.load(weights_only=True)``, or safetensors for ``.safetensors``).
+
+    ``key`` picks a sub-dict of a checkpoint (e.g. ``'params_ema'``, ``'g_ema'``, ``'state_dict'``).
+    Missing file -> ``WeightsNotFoundError``; unreadable file or missing key -> ``FacezooError``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{path}: weight file not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower():
+            raise FacezooError(
+                f"{path}: holds Python objects besides tensors, refused by torch.load(weights_only=True); "
+                "re-save its state_dict (torch.save(model.state_dict(), path))"
+            ) from None
+        raise FacezooError(f"{path}: not a readable weight file ({_first_line(err)})") from None
+    except Exception as err:  # torch/safetensors raise many types (RuntimeError, EOFError, ...)
+        raise FacezooError(f"{path}: not a readable weight file ({_first_line(err)})") from None
+    if not isinstance(state, Mapping):
+        raise FacezooError(f"{path}: expected a dict of tensors, found {type(state).__name__}")
+    if key is not None:
+        if key not in state:
+            keys = [str(k) for k in state]
+            shown = ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
+            raise FacezooError(f"{path}: no key '{key}'; available keys: {shown or '(none)'}")
+        state = state[key]
+        if not isinstance(state, Mapping):
+            raise FacezooError(f"{path}: '{key}' is a {type(state).__name__}, not a dict of tensors")
+    return dict(state)
+
+
+def warn_random_init(name: str) -> None:
+    """Log, loudly, that a network meant to be pretrained runs with random weights."""
+    log.warning(
+        "!!! %s is RANDOMLY INITIALISED: no pretrained weights were loaded. Its outputs are meaningless "
+        "for paper results (fine for tests and smoke runs only). !!!",
+        name,
+    )
+
+
+def _table() -> list[dict]:
+    rows = []
+    for spec in KNOWN_WEIGHTS.values():
+        found = resolve(spec.key, required=False)
+        rows.append({**asdict(spec), "found": str(found) if found else None})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """List every known pretrained file, what needs it, and where it was found (or 'missing')."""
+    parser = argparse.ArgumentParser(
+        prog="python -m src.utils.pretrained",
+        description="List the pretrained weight files facezoo knows and where they were found. "
+        "Nothing is downloaded.",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    rows = _table()
+    if args.json:
+        print(json.dumps({"search_dirs": [str(d) for d in search_dirs()], "weights": rows}, indent=2))
+        return 0
+    print("Searched: " + ", ".join(str(d) for d in search_dirs()))
+    headers = ("key", "file", "needed by", "status")
+    lines = [
+        (r["key"], r["filename"], r["needed_by"], f"found: {r['found']}" if r["found"] else "missing")
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers[:3])]
+    for line in (headers, *lines):
+        print("  ".join(cell.ljust(w) for cell, w in zip(line[:3], widths, strict=True)) + "  " + line[3])
+    missing = sum(r["found"] is None for r in rows)
+    print(f"{len(rows) - missing} found, {missing} missing. Put missing files in {pretrained_dir()}/")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,26 @@
+"""Run results: metrics.json + a markdown table, and closing loggers (one wandb run per multirun job)."""
+
+import json
+from pathlib import Path
+
+
+def write_metrics(folder: str | Path, metrics: dict[str, float], title: str = "metrics") -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "metrics.json"
+    path.write_text(json.dumps(dict(sorted(metrics.items())), indent=1))
+    rows = [f"# {title}", "", "| metric | value |", "|---|---|"]
+    rows += [f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items())]
+    if "test/lpips" not in metrics and "val/lpips" not in metrics:
+        rows += ["", "LPIPS: unavailable (backbone weights not found; see `python -m src.utils.pretrained`)."]
+    (folder / "metrics.md").write_text("\n".join(rows) + "\n")
+    return path
+
+
+def finish_loggers(loggers: list) -> None:
+    for logger in loggers:
+        logger.finalize("success")
+        if type(logger).__name__ == "WandbLogger":
+            import wandb
+
+            wandb.finish()

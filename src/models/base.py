@@ -18,10 +18,29 @@ import os
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from src.metrics import SoftIoU, build_lpips, psnr_ssim_metrics
 from src.utils.errors import ConfigError
+
+
+class EMAUpdate:
+    """θ_ema ← decay·θ_ema + (1 − decay)·θ, as `AveragedModel`'s multi_avg_fn.
+
+    torch's `get_ema_multi_avg_fn` returns a closure, which spawned DDP workers cannot pickle."""
+
+    def __init__(self, decay: float) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ConfigError(f"ema decay={decay}: expected 0 <= decay < 1")
+        self.decay = float(decay)
+
+    @torch.no_grad()
+    def __call__(self, ema: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
+        if torch.is_floating_point(ema[0]):
+            torch._foreach_lerp_(ema, current, 1.0 - self.decay)
+        else:  # integer buffers
+            for e, c in zip(ema, current, strict=True):
+                e.copy_(e * self.decay + c * (1 - self.decay))
 
 
 def eval_pair(batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -76,7 +95,7 @@ class FaceZooModule(pl.LightningModule):
 
     # -- training helpers ------------------------------------------------------------------------------
     def make_ema(self, net: nn.Module, decay: float) -> AveragedModel:
-        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        ema = AveragedModel(net, multi_avg_fn=EMAUpdate(decay), use_buffers=True)
         ema.update_parameters(net)  # n_averaged 0 -> 1: starts as an exact copy
         return ema.requires_grad_(False).eval()
 

@@ -1,0 +1,79 @@
+"""The command line as a user runs it: multirun sweeps, DDP on CPU, and one-line errors for bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import QUIET, TINY, run_module
+from PIL import Image
+
+
+def _common(tmp_path, data_dir):
+    return [*TINY, f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}", "test=false"]
+
+
+def test_gamma_multirun_gives_one_run_per_value_with_its_own_split(tmp_path, data_dir):
+    sweep = tmp_path / "sweep"
+    proc = run_module(
+        "src.train", "-m", *_common(tmp_path, data_dir), "split.gamma=0.1,1.0", f"hydra.sweep.dir={sweep}",
+        "logger=wandb", cwd=tmp_path, env={"WANDB_MODE": "offline"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    splits = [json.loads((sweep / str(i) / "split.json").read_text()) for i in range(2)]
+    assert [s["gamma"] for s in splits] == [0.1, 1.0]
+    assert splits[0]["paired"] != splits[1]["paired"] and set(splits[0]["paired"]) < set(splits[1]["paired"])
+    # every job closed its own wandb run
+    assert all(len(list((sweep / str(i) / "wandb").glob("offline-run-*"))) == 1 for i in range(2))
+
+
+def test_ddp_cpu_trains_with_two_processes(tmp_path, data_dir):
+    out = tmp_path / "run"
+    proc = run_module("src.train", *_common(tmp_path, data_dir), "strategy=ddp_cpu", "split.gamma=0.5",
+                      f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world_size: 2" in proc.stderr + proc.stdout or "Initializing distributed: GLOBAL_RANK: 1" in proc.stderr
+    assert (out / "checkpoints" / "last.ckpt").is_file() and (out / "split.json").is_file()
+
+
+def _error_line(proc) -> str:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_invalid_gamma_is_one_line(tmp_path, data_dir):
+    proc = run_module("src.train", *_common(tmp_path, data_dir), "split.gamma=1.5", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert _error_line(proc) == "facezoo: error: split.gamma=1.5: expected the paired ratio as a number with 0 < gamma <= 1"
+
+
+def test_unknown_model_names_the_option(tmp_path, data_dir):
+    proc = run_module("src.train", *_common(tmp_path, data_dir), "model=nope", cwd=tmp_path)
+    assert "Could not find 'model/nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_data_folder_is_named(tmp_path):
+    proc = run_module("src.train", "datamodule=ffhqr", f"paths.data_dir={tmp_path / 'nothing'}",
+                      f"paths.log_dir={tmp_path / 'logs'}", cwd=tmp_path)
+    assert proc.returncode == 2 and "nothing/FFHQR: data folder not found" in _error_line(proc)
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "unpaired"])
+def test_bad_files_are_named(tmp_path, damage):
+    root = tmp_path / "ffhqr"
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        for name in ("a", "b", "c", "d"):
+            for sub in ("source", "target"):
+                (root / split / sub).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / split / sub / f"{name}.png")
+    bad = root / "train" / "source" / "b.png"
+    if damage == "corrupt":
+        bad.write_bytes(b"not an image at all")
+    else:
+        (root / "train" / "target" / "b.png").unlink()
+    proc = run_module("src.train", "datamodule=ffhqr", f"datamodule.data_dir={root}", "datamodule.image_size=64",
+                      f"paths.log_dir={tmp_path / 'logs'}", "debug=tiny", *QUIET, cwd=tmp_path)
+    line = _error_line(proc)
+    assert proc.returncode == 2
+    assert ("source/b.png: not a readable image" in line) if damage == "corrupt" else ("source/b.png: no partner" in line)

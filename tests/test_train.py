@@ -1,0 +1,95 @@
+"""End-to-end training through `train(cfg)` on tiny configs: outputs, resume, eval, loggers."""
+
+import json
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import TINY, compose_config
+
+from src.eval import evaluate
+from src.train import train
+
+
+class LossRecorder(pl.Callback):
+    """Records the generator's L1 loss and the module's batch counter after every training batch."""
+
+    def __init__(self, save_at: int | None = None, path=None) -> None:
+        self.losses, self.counters = [], []
+        self.save_at, self.path = save_at, path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(trainer.callback_metrics["train/l1"]))
+        self.counters.append(int(pl_module.batch_counter))
+        if self.save_at is not None and len(self.losses) == self.save_at:
+            trainer.save_checkpoint(self.path)
+
+
+def _train_with(cfg, recorder, monkeypatch):
+    """Run train(cfg) with an extra callback."""
+    import src.train as train_module
+    from src.utils.instantiate import instantiate_group as original
+
+    def with_recorder(group, what):
+        objects = original(group, what)
+        return objects + [recorder] if what == "callbacks" else objects
+
+    monkeypatch.setattr(train_module, "instantiate_group", with_recorder)
+    return train(cfg)
+
+
+def test_train_writes_checkpoints_metrics_and_grid(tmp_path, data_dir):
+    cfg = compose_config(overrides=[*TINY, "split.gamma=0.5"], output_dir=tmp_path, data_dir=data_dir)
+    metrics = train(cfg)
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and (tmp_path / "checkpoints" / "best.ckpt").is_file()
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "samples" / "test.png").is_file()
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == pytest.approx(metrics) and 0 < saved["test/psnr"] < 60 and -1 <= saved["test/ssim"] <= 1
+    split = json.loads((tmp_path / "split.json").read_text())
+    assert split["gamma"] == 0.5 and split["sizes"]["paired"] == 100
+    assert "| test/psnr |" in (tmp_path / "metrics.md").read_text()
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)  # no pickled objects inside
+    assert int(ckpt["state_dict"]["batch_counter"]) == 3
+
+
+def test_resume_continues_with_same_counter_and_losses(tmp_path, data_dir, monkeypatch):
+    overrides = [*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "split.gamma=0.5"]
+    full = LossRecorder()
+    _train_with(compose_config(overrides=overrides, output_dir=tmp_path / "full", data_dir=data_dir), full, monkeypatch)
+    assert full.counters == [1, 2, 3, 4, 5, 6]
+
+    mid = tmp_path / "mid.ckpt"  # saved after batch 2 of epoch 0: a mid-epoch interruption
+    first = LossRecorder(save_at=2, path=mid)
+    _train_with(compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir), first, monkeypatch)
+    resumed = LossRecorder()
+    cfg = compose_config(overrides=[*overrides, f"ckpt_path={mid}"], output_dir=tmp_path / "b", data_dir=data_dir)
+    _train_with(cfg, resumed, monkeypatch)
+    assert resumed.counters == full.counters[2:]
+    assert resumed.losses == pytest.approx(full.losses[2:], rel=1e-5, abs=1e-6)
+
+
+def test_eval_reproduces_test_metrics_from_checkpoint(tmp_path, data_dir):
+    cfg = compose_config(overrides=TINY, output_dir=tmp_path / "run", data_dir=data_dir)
+    metrics = train(cfg)
+    ecfg = compose_config(
+        "eval", [f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'best.ckpt'}", "trainer.limit_test_batches=1"],
+        output_dir=tmp_path / "eval", data_dir=data_dir,
+    )
+    evaluated = evaluate(ecfg)
+    assert evaluated["test/psnr"] == pytest.approx(metrics["test/psnr"], abs=1e-4)
+    assert (tmp_path / "eval" / "metrics.md").is_file()
+
+
+def test_restoration_data_trains(tmp_path, data_dir):
+    cfg = compose_config(overrides=[*TINY, "datamodule=synthetic_restore"], output_dir=tmp_path, data_dir=data_dir)
+    metrics = train(cfg)
+    assert "test/psnr" in metrics and not (tmp_path / "split.json").exists()
+
+
+def test_wandb_offline_writes_a_run(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    cfg = compose_config(overrides=[*TINY, "logger=wandb"], output_dir=tmp_path, data_dir=data_dir)
+    train(cfg)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))

@@ -77,3 +77,36 @@ def test_bad_files_are_named(tmp_path, damage):
     line = _error_line(proc)
     assert proc.returncode == 2
     assert ("source/b.png: not a readable image" in line) if damage == "corrupt" else ("source/b.png: no partner" in line)
+
+
+def test_sigterm_leaves_a_resumable_run(tmp_path, data_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+    from conftest import ROOT
+
+    out = tmp_path / "run"
+    args = [*_common(tmp_path, data_dir), "trainer.max_epochs=1000", f"hydra.run.dir={out}",
+            "callbacks.model_checkpoint.save_last=false", "callbacks.sample_grid=null"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "src.train", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "best.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.2)  # training has started once the first epoch's checkpoint exists
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    last = out / "checkpoints" / "last.ckpt"
+    assert last.is_file(), output[-2000:]
+    counter = int(torch.load(last, weights_only=True)["state_dict"]["batch_counter"])
+    assert counter >= 3 and "saved a resumable checkpoint" in output
+
+    resumed = run_module("src.train", *_common(tmp_path, data_dir), f"ckpt_path={out}",
+                         f"trainer.max_epochs={counter // 3 + 1}", f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    final = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert int(final["state_dict"]["batch_counter"]) > counter

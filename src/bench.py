@@ -1,0 +1,227 @@
+"""`make bench`: speed and memory of every model and of the data pipeline, as a table and JSON.
+
+Each (entry, size) runs in its own process so peak memory is its own: on CPU the peak resident set size of
+that process (imports included, ~0.5 GB), on CUDA `torch.cuda.max_memory_allocated`. Times are the median of
+`--repeats` runs after one warm-up. Model entries time `restore()` (inference) and one full training step
+(all optimizers, through a real Lightning Trainer) at a small size and at the paper's size.
+
+    python -m src.bench                       # everything
+    python -m src.bench --only baseline --sizes small --repeats 5
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model at a small and at the paper's size: config overrides, image size, batch size."""
+
+    overrides: dict[str, list[str]]
+    sizes: dict[str, int]
+    batch: dict[str, int] = field(default_factory=lambda: {"small": 2, "paper": 1})
+    task: str = "retouch"
+
+
+MODELS: dict[str, ModelEntry] = {
+    "baseline": ModelEntry(
+        overrides={
+            "small": ["model.generator.depth=6", "model.generator.base_channels=32"],
+            "paper": ["model.generator.depth=8"],  # Pix2Pix "unet_256", 70x70 PatchGAN
+        },
+        sizes={"small": 64, "paper": 256},
+    ),
+}
+PIPELINE = ("degradation", "renderer")
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+def _batch(task: str, size: int, batch: int, device) -> dict:
+    from src.datamodules.synthetic import add_blemishes, render_faces
+
+    faces = render_faces(range(batch), size=size, seed=0, device=device)
+    if task == "restore":
+        return {"lq": faces["image"] * 0.8, "hq": faces["image"]}
+    raw, mask = add_blemishes(faces["image"], faces["parsing"], range(batch), seed=0)
+    paired = {"raw": raw, "retouched": faces["image"], "mask": mask}
+    return {"paired": paired, "unpaired_raw": {"raw": raw}, "unpaired_retouched": {"retouched": faces["image"]}}
+
+
+def _model(name: str, size_key: str, tmp: Path):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+    from omegaconf import open_dict
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("train", [f"model={name}", *MODELS[name].overrides[size_key]], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp)
+        cfg.hydra.runtime.cwd = str(tmp)
+    HydraConfig.instance().set_config(cfg)
+    return instantiate(cfg.model)
+
+
+def bench_model(name: str, size_key: str, repeats: int) -> dict:
+    import tempfile
+
+    import pytorch_lightning as pl
+
+    entry = MODELS[name]
+    size, batch_size = entry.sizes[size_key], entry.batch[size_key]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = _model(name, size_key, Path(tmp)).to(device)
+    batch = _batch(entry.task, size, batch_size, device)
+    lq = batch["lq"] if "lq" in batch else batch["paired"]["raw"]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def infer():
+        model.restore(lq)
+        sync()
+
+    infer_s = _median_time(infer, repeats)
+
+    step_times: list[float] = []
+
+    class StepTimer(pl.Callback):
+        def on_train_batch_start(self, *args):
+            sync()
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, *args):
+            sync()
+            step_times.append(time.perf_counter() - self.start)
+
+    class Repeat:
+        def __iter__(self):
+            return iter([batch] * (repeats + 1))
+
+        def __len__(self):
+            return repeats + 1
+
+    class Data(pl.LightningDataModule):
+        def train_dataloader(self):
+            return Repeat()
+
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, callbacks=[StepTimer()],
+                         accelerator=device.type, devices=1)
+    trainer.fit(model, datamodule=Data())
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {
+        "entry": name, "size": f"{size_key} {size}px", "batch": batch_size, "params_M": params / 1e6,
+        "restore_s": infer_s, "train_step_s": statistics.median(step_times[1:]),
+        "peak_mem_MB": _peak_memory_mb(device), "device": str(device),
+    }
+
+
+def bench_degradation(size_key: str, repeats: int) -> dict:
+    from src.datamodules.degradations_reference import benchmark
+
+    size = {"small": 128, "paper": 512}[size_key]
+    result = benchmark(size=size, batch=16, repeats=repeats)
+    return {"entry": "degradation (GFP-GAN, batch 16)", "size": f"{size_key} {size}px", "batch": 16,
+            "kornia_img_per_s": result["kornia_img_per_s"], "cv2_loop_img_per_s": result["cv2_img_per_s"],
+            "speedup_vs_cv2_loop": result["ratio"], "peak_mem_MB": _peak_memory_mb(torch.device("cpu")),
+            "device": "cpu"}
+
+
+def bench_renderer(size_key: str, repeats: int) -> dict:
+    from src.datamodules.synthetic import add_blemishes, render_faces
+
+    size, batch = {"small": 64, "paper": 256}[size_key], 32
+
+    def render():
+        faces = render_faces(range(batch), size=size, seed=0)
+        add_blemishes(faces["image"], faces["parsing"], range(batch), seed=0)
+
+    seconds = _median_time(render, repeats)
+    return {"entry": "renderer + blemishes (batch 32)", "size": f"{size_key} {size}px", "batch": batch,
+            "img_per_s": batch / seconds, "peak_mem_MB": _peak_memory_mb(torch.device("cpu")), "device": "cpu"}
+
+
+def run_one(entry: str, size_key: str, repeats: int) -> dict:
+    torch.set_num_threads(min(torch.get_num_threads(), 16))
+    if entry == "degradation":
+        return bench_degradation(size_key, repeats)
+    if entry == "renderer":
+        return bench_renderer(size_key, repeats)
+    return bench_model(entry, size_key, repeats)
+
+
+def _table(rows: list[dict]) -> str:
+    columns = ["entry", "size", "batch", "params_M", "restore_s", "train_step_s", "img_per_s",
+               "kornia_img_per_s", "cv2_loop_img_per_s", "speedup_vs_cv2_loop", "peak_mem_MB", "device"]
+    columns = [c for c in columns if any(c in r for r in rows)]
+
+    def fmt(v):
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", default=None, help=f"entries (default: all of {[*PIPELINE, *MODELS]})")
+    parser.add_argument("--sizes", nargs="*", default=["small", "paper"], choices=["small", "paper"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="bench", help="folder for results.json and results.md")
+    parser.add_argument("--run", nargs=2, metavar=("ENTRY", "SIZE"), help=argparse.SUPPRESS)  # one child job
+    args = parser.parse_args(argv)
+    if args.run:
+        print("BENCH " + json.dumps(run_one(*args.run, args.repeats)))
+        return
+    entries = args.only or [*PIPELINE, *MODELS]
+    unknown = [e for e in entries if e not in PIPELINE and e not in MODELS]
+    if unknown:
+        parser.error(f"unknown entries {unknown}; known: {[*PIPELINE, *MODELS]}")
+    rows = []
+    for entry in entries:
+        for size_key in args.sizes:
+            cmd = [sys.executable, "-m", "src.bench", "--run", entry, size_key, "--repeats", str(args.repeats)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH ")]
+            if proc.returncode or not lines:
+                print(f"bench: {entry} {size_key} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            rows.append(json.loads(lines[-1][6:]))
+            print(f"  {entry:12s} {size_key:6s} done", file=sys.stderr)
+    table = _table(rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    (out / "results.md").write_text(table + "\n")
+    print(table)
+    print(f"\nwritten: {out / 'results.json'}, {out / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+EXPERIMENT ?= baseline_synthetic
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export HYDRA_FULL_ERROR ?= 0
 
@@ -16,7 +17,7 @@ install: ## Create .venv (pip, torch pinned to the CPU build); fast when nothing
 	@bash scripts/install.sh
 
 train: install ## Train the default recipe on built-in synthetic data (ARGS="hydra overrides")
-	$(PY) -m src.train $(ARGS)
+	$(PY) -m src.train experiment=$(EXPERIMENT) $(ARGS)
 
 test: install ## Run the test suite without `slow` tests (ARGS="pytest arguments")
 	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow" $(ARGS)
@@ -25,7 +26,7 @@ test-full: install ## Run every test, `slow` included
 	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)
 
 sweep: install ## Hydra multirun over the paired ratio gamma (ARGS="more overrides")
-	$(PY) -m src.train -m split.gamma=0.01,0.1,0.2,1.0 $(ARGS)
+	$(PY) -m src.train -m experiment=$(EXPERIMENT) split.gamma=0.01,0.1,0.2,1.0 $(ARGS)
 
 bench: install ## Benchmark every model: time and peak memory, table + JSON in bench/
 	$(PY) -m src.bench $(ARGS)

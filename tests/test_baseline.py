@@ -39,7 +39,7 @@ def test_restore_checks_the_input_contract(tmp_path, data_dir):
 
 
 def test_ema_moves_toward_the_generator_exactly(tmp_path, data_dir):
-    model, dm, _ = _build(tmp_path, data_dir, "model.ema_decay=0.9")
+    model, dm, _ = _build(tmp_path, data_dir, "model.ema_decay=0.9", "model.ema_warmup=false")
     before = copy.deepcopy(model.generator_ema.module.state_dict())
     _fit(model, dm, batches=1)
     g = model.generator.state_dict()
@@ -50,9 +50,12 @@ def test_ema_moves_toward_the_generator_exactly(tmp_path, data_dir):
     assert moved and all(not model.generator_ema.module.state_dict()[n].requires_grad for n in moved)
 
 
-def test_ema_update_rejects_bad_decay():
+def test_ema_update_rejects_bad_decay_and_warms_up():
     with pytest.raises(ConfigError, match="ema decay=1.0"):
         EMAUpdate(1.0)
+    warm = EMAUpdate(0.999, warmup=True)
+    assert warm.factor(0) == pytest.approx(0.1) and warm.factor(90) == pytest.approx(0.91)
+    assert warm.factor(10**6) == 0.999 and EMAUpdate(0.999).factor(0) == 0.999
 
 
 @pytest.mark.parametrize("frozen", ["generator", "discriminator"])

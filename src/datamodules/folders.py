@@ -89,6 +89,8 @@ class RetouchFolder:
             stems = [s for s, paths in files if all(_verify(p, self.report, skip_bad) for p in paths)]
         if not stems:
             raise DataError(f"{self.root}: no usable (source, target) pairs found")
+        if self.report.skipped:
+            log.warning("%s: skipped %d bad files, using %d pairs", self.root, len(self.report.skipped), len(stems))
         self.names = stems
         self.sources, self.targets, self.masks = sources, targets, masks
 
@@ -131,6 +133,8 @@ class ImageFolder:
             paths = [p for p in paths if _verify(p, self.report, skip_bad)]
         if not paths:
             raise DataError(f"{self.root}: no images found")
+        if self.report.skipped:
+            log.warning("%s: skipped %d bad files, using %d", self.root, len(self.report.skipped), len(paths))
         self.paths = {p.stem: p for p in paths}
         self.names = sorted(self.paths)
 

@@ -62,6 +62,8 @@ class RetouchDataModule(FaceDataModule):
             self.split = make_split(train.names, self.gamma, self.split_seed)
             log.info("split gamma=%s seed=%s: %s", self.gamma, self.split_seed, self.split.sizes())
             self._write_manifest()
+            for logger in self.trainer.loggers if self.trainer is not None else []:
+                logger.log_hyperparams({f"split/{k}": v for k, v in self.split.sizes().items()})
         if stage in (None, "fit", "validate"):
             self._folder("val")
         if stage in (None, "test"):

@@ -14,6 +14,7 @@
 """
 
 import os
+import warnings
 
 import pytorch_lightning as pl
 import torch
@@ -24,23 +25,33 @@ from src.metrics import SoftIoU, build_lpips, psnr_ssim_metrics
 from src.utils.errors import ConfigError
 
 
+# EMA copies and mean teachers stay in eval mode on purpose; Lightning warns about any eval-mode module.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+
+
 class EMAUpdate:
-    """θ_ema ← decay·θ_ema + (1 − decay)·θ, as `AveragedModel`'s multi_avg_fn.
+    """θ_ema ← d·θ_ema + (1 − d)·θ, as `AveragedModel`'s multi_avg_fn (picklable, unlike torch's closure,
+    which spawned DDP workers cannot pickle).
 
-    torch's `get_ema_multi_avg_fn` returns a closure, which spawned DDP workers cannot pickle."""
+    With `warmup`, d = min(decay, (1 + n) / (10 + n)) after n updates (TensorFlow's ExponentialMovingAverage
+    with num_updates), so a short run's EMA is not stuck at the initial weights; without it d = decay."""
 
-    def __init__(self, decay: float) -> None:
+    def __init__(self, decay: float, warmup: bool = False) -> None:
         if not 0.0 <= decay < 1.0:
             raise ConfigError(f"ema decay={decay}: expected 0 <= decay < 1")
-        self.decay = float(decay)
+        self.decay, self.warmup = float(decay), warmup
+
+    def factor(self, num_averaged: int) -> float:
+        return min(self.decay, (1 + num_averaged) / (10 + num_averaged)) if self.warmup else self.decay
 
     @torch.no_grad()
     def __call__(self, ema: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
+        d = self.factor(int(num_averaged))
         if torch.is_floating_point(ema[0]):
-            torch._foreach_lerp_(ema, current, 1.0 - self.decay)
+            torch._foreach_lerp_(ema, current, 1.0 - d)
         else:  # integer buffers
             for e, c in zip(ema, current, strict=True):
-                e.copy_(e * self.decay + c * (1 - self.decay))
+                e.copy_(e * d + c * (1 - d))
 
 
 def eval_pair(batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -94,8 +105,8 @@ class FaceZooModule(pl.LightningModule):
             self.train(was_training)
 
     # -- training helpers ------------------------------------------------------------------------------
-    def make_ema(self, net: nn.Module, decay: float) -> AveragedModel:
-        ema = AveragedModel(net, multi_avg_fn=EMAUpdate(decay), use_buffers=True)
+    def make_ema(self, net: nn.Module, decay: float, warmup: bool = False) -> AveragedModel:
+        ema = AveragedModel(net, multi_avg_fn=EMAUpdate(decay, warmup), use_buffers=True)
         ema.update_parameters(net)  # n_averaged 0 -> 1: starts as an exact copy
         return ema.requires_grad_(False).eval()
 

@@ -26,13 +26,14 @@ class Pix2PixBaseline(FaceZooModule):
         l1_weight: float = 100.0,
         gan_loss: str = "vanilla",
         ema_decay: float = 0.999,
+        ema_warmup: bool = True,
         name: str = "baseline",
         **base_args,
     ) -> None:
         super().__init__(**base_args)
         self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer_g", "optimizer_d"])
         self.generator, self.discriminator = generator, discriminator
-        self.generator_ema = self.make_ema(generator, ema_decay) if ema_decay else None
+        self.generator_ema = self.make_ema(generator, ema_decay, ema_warmup) if ema_decay else None
         self._optimizers = (optimizer_g, optimizer_d)
 
     @property

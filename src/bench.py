@@ -68,7 +68,11 @@ def _batch(task: str, size: int, batch: int, device) -> dict:
         return {"lq": faces["image"] * 0.8, "hq": faces["image"]}
     raw, mask = add_blemishes(faces["image"], faces["parsing"], range(batch), seed=0)
     paired = {"raw": raw, "retouched": faces["image"], "mask": mask}
-    return {"paired": paired, "unpaired_raw": {"raw": raw}, "unpaired_retouched": {"retouched": faces["image"]}}
+    return {
+        "paired": paired,
+        "unpaired_raw": {"raw": raw},
+        "unpaired_retouched": {"retouched": faces["image"]},
+    }
 
 
 def _model(name: str, size_key: str, tmp: Path):
@@ -129,15 +133,28 @@ def bench_model(name: str, size_key: str, repeats: int) -> dict:
         def train_dataloader(self):
             return Repeat()
 
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, callbacks=[StepTimer()],
-                         accelerator=device.type, devices=1)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[StepTimer()],
+        accelerator=device.type,
+        devices=1,
+    )
     trainer.fit(model, datamodule=Data())
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
-        "entry": name, "size": f"{size_key} {size}px", "batch": batch_size, "params_M": params / 1e6,
-        "restore_s": infer_s, "train_step_s": statistics.median(step_times[1:]),
-        "peak_mem_MB": _peak_memory_mb(device), "device": str(device),
+        "entry": name,
+        "size": f"{size_key} {size}px",
+        "batch": batch_size,
+        "params_M": params / 1e6,
+        "restore_s": infer_s,
+        "train_step_s": statistics.median(step_times[1:]),
+        "peak_mem_MB": _peak_memory_mb(device),
+        "device": str(device),
     }
 
 
@@ -146,10 +163,16 @@ def bench_degradation(size_key: str, repeats: int) -> dict:
 
     size = {"small": 128, "paper": 512}[size_key]
     result = benchmark(size=size, batch=16, repeats=repeats)
-    return {"entry": "degradation (GFP-GAN, batch 16)", "size": f"{size_key} {size}px", "batch": 16,
-            "kornia_img_per_s": result["kornia_img_per_s"], "cv2_loop_img_per_s": result["cv2_img_per_s"],
-            "speedup_vs_cv2_loop": result["ratio"], "peak_mem_MB": _peak_memory_mb(torch.device("cpu")),
-            "device": "cpu"}
+    return {
+        "entry": "degradation (GFP-GAN, batch 16)",
+        "size": f"{size_key} {size}px",
+        "batch": 16,
+        "kornia_img_per_s": result["kornia_img_per_s"],
+        "cv2_loop_img_per_s": result["cv2_img_per_s"],
+        "speedup_vs_cv2_loop": result["ratio"],
+        "peak_mem_MB": _peak_memory_mb(torch.device("cpu")),
+        "device": "cpu",
+    }
 
 
 def bench_renderer(size_key: str, repeats: int) -> dict:
@@ -162,8 +185,14 @@ def bench_renderer(size_key: str, repeats: int) -> dict:
         add_blemishes(faces["image"], faces["parsing"], range(batch), seed=0)
 
     seconds = _median_time(render, repeats)
-    return {"entry": "renderer + blemishes (batch 32)", "size": f"{size_key} {size}px", "batch": batch,
-            "img_per_s": batch / seconds, "peak_mem_MB": _peak_memory_mb(torch.device("cpu")), "device": "cpu"}
+    return {
+        "entry": "renderer + blemishes (batch 32)",
+        "size": f"{size_key} {size}px",
+        "batch": batch,
+        "img_per_s": batch / seconds,
+        "peak_mem_MB": _peak_memory_mb(torch.device("cpu")),
+        "device": "cpu",
+    }
 
 
 def run_one(entry: str, size_key: str, repeats: int) -> dict:
@@ -176,8 +205,20 @@ def run_one(entry: str, size_key: str, repeats: int) -> dict:
 
 
 def _table(rows: list[dict]) -> str:
-    columns = ["entry", "size", "batch", "params_M", "restore_s", "train_step_s", "img_per_s",
-               "kornia_img_per_s", "cv2_loop_img_per_s", "speedup_vs_cv2_loop", "peak_mem_MB", "device"]
+    columns = [
+        "entry",
+        "size",
+        "batch",
+        "params_M",
+        "restore_s",
+        "train_step_s",
+        "img_per_s",
+        "kornia_img_per_s",
+        "cv2_loop_img_per_s",
+        "speedup_vs_cv2_loop",
+        "peak_mem_MB",
+        "device",
+    ]
     columns = [c for c in columns if any(c in r for r in rows)]
 
     def fmt(v):
@@ -189,8 +230,12 @@ def _table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="*", default=None, help=f"entries (default: all of {[*PIPELINE, *MODELS]})")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only", nargs="*", default=None, help=f"entries (default: all of {[*PIPELINE, *MODELS]})"
+    )
     parser.add_argument("--sizes", nargs="*", default=["small", "paper"], choices=["small", "paper"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="bench", help="folder for results.json and results.md")
@@ -206,7 +251,16 @@ def main(argv=None) -> None:
     rows = []
     for entry in entries:
         for size_key in args.sizes:
-            cmd = [sys.executable, "-m", "src.bench", "--run", entry, size_key, "--repeats", str(args.repeats)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "src.bench",
+                "--run",
+                entry,
+                size_key,
+                "--repeats",
+                str(args.repeats),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH ")]
             if proc.returncode or not lines:

@@ -53,7 +53,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     results = trainer.test(model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     write_metrics(out, metrics, title=f"{Path(cfg.ckpt_path).name}")
-    print(f"metrics: {out / 'metrics.json'}\n" + "\n".join(f"  {k}: {v:.4f}" for k, v in sorted(metrics.items())))
+    print(
+        f"metrics: {out / 'metrics.json'}\n"
+        + "\n".join(f"  {k}: {v:.4f}" for k, v in sorted(metrics.items()))
+    )
     return metrics
 
 

@@ -28,7 +28,9 @@ def _resume_path(cfg: DictConfig) -> str | None:
     if path.is_dir():  # a run folder: resume from its last checkpoint
         path = path / "checkpoints" / "last.ckpt"
     if not path.is_file():
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no checkpoint there (expected a .ckpt file or a run folder)")
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path}: no checkpoint there (expected a .ckpt file or a run folder)"
+        )
     return str(path)
 
 

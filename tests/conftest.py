@@ -1,4 +1,4 @@
-"""Shared fixtures. Importing `src` first installs the torchvision shim (see src/utils/torchvision_shim.py)."""
+"""Shared fixtures. Importing `src` first installs the torchvision shim (src/utils/torchvision_shim.py)."""
 
 import os
 
@@ -33,7 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 
-def compose_config(name: str = "train", overrides: list[str] = (), output_dir: Path | None = None, data_dir=None):
+def compose_config(
+    name: str = "train", overrides: list[str] = (), output_dir: Path | None = None, data_dir=None
+):
     """Compose the real config tree as the CLI would, with output (and data) under test folders."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -53,7 +55,12 @@ def run_module(module: str, *args: str, cwd: Path, env: dict | None = None, time
     """Run `python -m <module> args...` the way a user does; returns the CompletedProcess."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

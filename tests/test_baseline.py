@@ -18,9 +18,17 @@ def _build(tmp_path, data_dir, *overrides):
 
 
 def _fit(model, datamodule, batches: int, epochs: int = 1):
-    trainer = pl.Trainer(max_epochs=epochs, limit_train_batches=batches, limit_val_batches=0, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, use_distributed_sampler=False,
-                         num_sanity_val_steps=0, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        limit_train_batches=batches,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
     trainer.fit(model, datamodule=datamodule)
     return trainer
 

@@ -15,8 +15,14 @@ def _common(tmp_path, data_dir):
 def test_gamma_multirun_gives_one_run_per_value_with_its_own_split(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     proc = run_module(
-        "src.train", "-m", *_common(tmp_path, data_dir), "split.gamma=0.1,1.0", f"hydra.sweep.dir={sweep}",
-        "logger=wandb", cwd=tmp_path, env={"WANDB_MODE": "offline"},
+        "src.train",
+        "-m",
+        *_common(tmp_path, data_dir),
+        "split.gamma=0.1,1.0",
+        f"hydra.sweep.dir={sweep}",
+        "logger=wandb",
+        cwd=tmp_path,
+        env={"WANDB_MODE": "offline"},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     splits = [json.loads((sweep / str(i) / "split.json").read_text()) for i in range(2)]
@@ -28,10 +34,19 @@ def test_gamma_multirun_gives_one_run_per_value_with_its_own_split(tmp_path, dat
 
 def test_ddp_cpu_trains_with_two_processes(tmp_path, data_dir):
     out = tmp_path / "run"
-    proc = run_module("src.train", *_common(tmp_path, data_dir), "strategy=ddp_cpu", "split.gamma=0.5",
-                      f"hydra.run.dir={out}", cwd=tmp_path)
+    proc = run_module(
+        "src.train",
+        *_common(tmp_path, data_dir),
+        "strategy=ddp_cpu",
+        "split.gamma=0.5",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "world_size: 2" in proc.stderr + proc.stdout or "Initializing distributed: GLOBAL_RANK: 1" in proc.stderr
+    assert (
+        "world_size: 2" in proc.stderr + proc.stdout
+        or "Initializing distributed: GLOBAL_RANK: 1" in proc.stderr
+    )
     assert (out / "checkpoints" / "last.ckpt").is_file() and (out / "split.json").is_file()
 
 
@@ -44,7 +59,10 @@ def _error_line(proc) -> str:
 def test_invalid_gamma_is_one_line(tmp_path, data_dir):
     proc = run_module("src.train", *_common(tmp_path, data_dir), "split.gamma=1.5", cwd=tmp_path)
     assert proc.returncode == 2
-    assert _error_line(proc) == "facezoo: error: split.gamma=1.5: expected the paired ratio as a number with 0 < gamma <= 1"
+    assert (
+        _error_line(proc)
+        == "facezoo: error: split.gamma=1.5: expected the paired ratio as a number with 0 < gamma <= 1"
+    )
 
 
 def test_unknown_model_names_the_option(tmp_path, data_dir):
@@ -53,8 +71,13 @@ def test_unknown_model_names_the_option(tmp_path, data_dir):
 
 
 def test_missing_data_folder_is_named(tmp_path):
-    proc = run_module("src.train", "datamodule=ffhqr", f"paths.data_dir={tmp_path / 'nothing'}",
-                      f"paths.log_dir={tmp_path / 'logs'}", cwd=tmp_path)
+    proc = run_module(
+        "src.train",
+        "datamodule=ffhqr",
+        f"paths.data_dir={tmp_path / 'nothing'}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "nothing/FFHQR: data folder not found" in _error_line(proc)
 
 
@@ -66,17 +89,31 @@ def test_bad_files_are_named(tmp_path, damage):
         for name in ("a", "b", "c", "d"):
             for sub in ("source", "target"):
                 (root / split / sub).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / split / sub / f"{name}.png")
+                Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+                    root / split / sub / f"{name}.png"
+                )
     bad = root / "train" / "source" / "b.png"
     if damage == "corrupt":
         bad.write_bytes(b"not an image at all")
     else:
         (root / "train" / "target" / "b.png").unlink()
-    proc = run_module("src.train", "datamodule=ffhqr", f"datamodule.data_dir={root}", "datamodule.image_size=64",
-                      f"paths.log_dir={tmp_path / 'logs'}", "debug=tiny", *QUIET, cwd=tmp_path)
+    proc = run_module(
+        "src.train",
+        "datamodule=ffhqr",
+        f"datamodule.data_dir={root}",
+        "datamodule.image_size=64",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        "debug=tiny",
+        *QUIET,
+        cwd=tmp_path,
+    )
     line = _error_line(proc)
     assert proc.returncode == 2
-    assert ("source/b.png: not a readable image" in line) if damage == "corrupt" else ("source/b.png: no partner" in line)
+    assert (
+        ("source/b.png: not a readable image" in line)
+        if damage == "corrupt"
+        else ("source/b.png: no partner" in line)
+    )
 
 
 def test_sigterm_leaves_a_resumable_run(tmp_path, data_dir):
@@ -90,11 +127,22 @@ def test_sigterm_leaves_a_resumable_run(tmp_path, data_dir):
     from conftest import ROOT
 
     out = tmp_path / "run"
-    args = [*_common(tmp_path, data_dir), "trainer.max_epochs=1000", f"hydra.run.dir={out}",
-            "callbacks.model_checkpoint.save_last=false", "callbacks.sample_grid=null"]
+    args = [
+        *_common(tmp_path, data_dir),
+        "trainer.max_epochs=1000",
+        f"hydra.run.dir={out}",
+        "callbacks.model_checkpoint.save_last=false",
+        "callbacks.sample_grid=null",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "src.train", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "src.train", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 120
     while not (out / "checkpoints" / "best.ckpt").exists() and time.time() < deadline:
         time.sleep(0.2)  # training has started once the first epoch's checkpoint exists
@@ -105,8 +153,14 @@ def test_sigterm_leaves_a_resumable_run(tmp_path, data_dir):
     counter = int(torch.load(last, weights_only=True)["state_dict"]["batch_counter"])
     assert counter >= 3 and "saved a resumable checkpoint" in output
 
-    resumed = run_module("src.train", *_common(tmp_path, data_dir), f"ckpt_path={out}",
-                         f"trainer.max_epochs={counter // 3 + 1}", f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path)
+    resumed = run_module(
+        "src.train",
+        *_common(tmp_path, data_dir),
+        f"ckpt_path={out}",
+        f"trainer.max_epochs={counter // 3 + 1}",
+        f"hydra.run.dir={tmp_path / 'resumed'}",
+        cwd=tmp_path,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     final = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
     assert int(final["state_dict"]["batch_counter"]) > counter

@@ -20,8 +20,9 @@ def test_groups_are_documented():
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("datamodule", ["synthetic_retouch", "synthetic_restore", "ffhqr", "ffhq"])
 def test_compose_model_data_strategy(tmp_path, datamodule, strategy):
-    cfg = compose_config(overrides=[f"datamodule={datamodule}", f"strategy={strategy}", "split.gamma=0.1"],
-                         output_dir=tmp_path)
+    cfg = compose_config(
+        overrides=[f"datamodule={datamodule}", f"strategy={strategy}", "split.gamma=0.1"], output_dir=tmp_path
+    )
     assert cfg.trainer.devices is not None and cfg.trainer.num_nodes >= 1
     if strategy != "single":
         assert cfg.trainer.strategy.get("find_unused_parameters", True)

@@ -37,7 +37,12 @@ def test_gray_rgba_and_16bit_are_read_as_rgb(tmp_path):
     Image.fromarray(deep).save(tmp_path / "deep.png")
 
     g = read_rgb_uint8(tmp_path / "gray.png")
-    assert g.shape == (8, 8, 3) and g.dtype == np.uint8 and (g[..., 0] == gray).all() and (g[..., 2] == gray).all()
+    assert (
+        g.shape == (8, 8, 3)
+        and g.dtype == np.uint8
+        and (g[..., 0] == gray).all()
+        and (g[..., 2] == gray).all()
+    )
     r = read_rgb_uint8(tmp_path / "rgba.png")
     assert r.shape == (8, 8, 3) and r[1, 1, 0] == 200 and r[0, 0, 0] == 0
     d = read_rgb_uint8(tmp_path / "deep.png")
@@ -48,7 +53,11 @@ def test_retouch_folder_pairs_by_stem_and_resizes(tmp_path):
     folder = RetouchFolder(make_ffhqr(tmp_path / "train"), image_size=8)
     assert folder.names == ["a", "b", "c"] and folder.has_mask
     item = folder.pair("b")
-    assert item["raw"].shape == (3, 8, 8) and item["raw"].dtype == torch.uint8 and item["mask"].shape == (1, 8, 8)
+    assert (
+        item["raw"].shape == (3, 8, 8)
+        and item["raw"].dtype == torch.uint8
+        and item["mask"].shape == (1, 8, 8)
+    )
 
 
 def test_missing_partner_is_named(tmp_path):

@@ -41,7 +41,9 @@ def _train_with(cfg, recorder, monkeypatch):
 def test_train_writes_checkpoints_metrics_and_grid(tmp_path, data_dir):
     cfg = compose_config(overrides=[*TINY, "split.gamma=0.5"], output_dir=tmp_path, data_dir=data_dir)
     metrics = train(cfg)
-    assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and (tmp_path / "checkpoints" / "best.ckpt").is_file()
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and (
+        tmp_path / "checkpoints" / "best.ckpt"
+    ).is_file()
     assert (tmp_path / "config.yaml").is_file() and (tmp_path / "samples" / "test.png").is_file()
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == pytest.approx(metrics) and 0 < saved["test/psnr"] < 60 and -1 <= saved["test/ssim"] <= 1
@@ -55,14 +57,22 @@ def test_train_writes_checkpoints_metrics_and_grid(tmp_path, data_dir):
 def test_resume_continues_with_same_counter_and_losses(tmp_path, data_dir, monkeypatch):
     overrides = [*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "split.gamma=0.5"]
     full = LossRecorder()
-    _train_with(compose_config(overrides=overrides, output_dir=tmp_path / "full", data_dir=data_dir), full, monkeypatch)
+    _train_with(
+        compose_config(overrides=overrides, output_dir=tmp_path / "full", data_dir=data_dir),
+        full,
+        monkeypatch,
+    )
     assert full.counters == [1, 2, 3, 4, 5, 6]
 
     mid = tmp_path / "mid.ckpt"  # saved after batch 2 of epoch 0: a mid-epoch interruption
     first = LossRecorder(save_at=2, path=mid)
-    _train_with(compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir), first, monkeypatch)
+    _train_with(
+        compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir), first, monkeypatch
+    )
     resumed = LossRecorder()
-    cfg = compose_config(overrides=[*overrides, f"ckpt_path={mid}"], output_dir=tmp_path / "b", data_dir=data_dir)
+    cfg = compose_config(
+        overrides=[*overrides, f"ckpt_path={mid}"], output_dir=tmp_path / "b", data_dir=data_dir
+    )
     _train_with(cfg, resumed, monkeypatch)
     assert resumed.counters == full.counters[2:]
     assert resumed.losses == pytest.approx(full.losses[2:], rel=1e-5, abs=1e-6)
@@ -72,8 +82,10 @@ def test_eval_reproduces_test_metrics_from_checkpoint(tmp_path, data_dir):
     cfg = compose_config(overrides=TINY, output_dir=tmp_path / "run", data_dir=data_dir)
     metrics = train(cfg)
     ecfg = compose_config(
-        "eval", [f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'best.ckpt'}", "trainer.limit_test_batches=1"],
-        output_dir=tmp_path / "eval", data_dir=data_dir,
+        "eval",
+        [f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'best.ckpt'}", "trainer.limit_test_batches=1"],
+        output_dir=tmp_path / "eval",
+        data_dir=data_dir,
     )
     evaluated = evaluate(ecfg)
     assert evaluated["test/psnr"] == pytest.approx(metrics["test/psnr"], abs=1e-4)
@@ -81,7 +93,9 @@ def test_eval_reproduces_test_metrics_from_checkpoint(tmp_path, data_dir):
 
 
 def test_restoration_data_trains(tmp_path, data_dir):
-    cfg = compose_config(overrides=[*TINY, "datamodule=synthetic_restore"], output_dir=tmp_path, data_dir=data_dir)
+    cfg = compose_config(
+        overrides=[*TINY, "datamodule=synthetic_restore"], output_dir=tmp_path, data_dir=data_dir
+    )
     metrics = train(cfg)
     assert "test/psnr" in metrics and not (tmp_path / "split.json").exists()
 

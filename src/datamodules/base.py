@@ -72,7 +72,9 @@ class FaceDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: PlanDataset, train: bool) -> DataLoader:
         rank, world = self._rank_world()
-        sampler = MultiSubsetSampler(dataset.sizes, seed=self.seed, shuffle=train, rank=rank, world_size=world)
+        sampler = MultiSubsetSampler(
+            dataset.sizes, seed=self.seed, shuffle=train, rank=rank, world_size=world
+        )
         if train:
             self._train_length = sampler.length
             if self._resume_pending:

@@ -82,7 +82,9 @@ class RetouchFolder:
         stems = sorted(sources.keys() & targets.keys())
         if masks:
             for stem in [s for s in stems if s not in masks]:
-                self.report.add(f"{sources[stem]}: no mask in {self.root / 'mask'} (expected {stem}.*)", skip_bad)
+                self.report.add(
+                    f"{sources[stem]}: no mask in {self.root / 'mask'} (expected {stem}.*)", skip_bad
+                )
             stems = [s for s in stems if s in masks]
         if verify:
             files = [(s, [sources[s], targets[s]] + ([masks[s]] if masks else [])) for s in stems]
@@ -90,7 +92,9 @@ class RetouchFolder:
         if not stems:
             raise DataError(f"{self.root}: no usable (source, target) pairs found")
         if self.report.skipped:
-            log.warning("%s: skipped %d bad files, using %d pairs", self.root, len(self.report.skipped), len(stems))
+            log.warning(
+                "%s: skipped %d bad files, using %d pairs", self.root, len(self.report.skipped), len(stems)
+            )
         self.names = stems
         self.sources, self.targets, self.masks = sources, targets, masks
 

@@ -45,7 +45,9 @@ class RestoreDataModule(FaceDataModule):
             counts = {s: synthetic.pop(s) for s in ("train", "val", "test")}
             for offset, (stage, n) in enumerate(counts.items()):
                 # disjoint identities per split: each split renders its own seed stream
-                write_faces(self.data_dir / stage, n=n, **{**synthetic, "seed": synthetic.get("seed", 0) + offset})
+                write_faces(
+                    self.data_dir / stage, n=n, **{**synthetic, "seed": synthetic.get("seed", 0) + offset}
+                )
 
     def _folder(self, stage: str):
         if stage not in self.folders:
@@ -56,7 +58,9 @@ class RestoreDataModule(FaceDataModule):
                 self.folders[stage] = PairedImageFolders(lq, hq, self.image_size, self.skip_bad)
             else:
                 if not self.data_dir.is_dir():
-                    raise DataError(f"{self.data_dir}: data folder not found (expected {{train,val,test}}/ of HQ faces)")
+                    raise DataError(
+                        f"{self.data_dir}: data folder not found (expected {{train,val,test}}/ of HQ faces)"
+                    )
                 self.folders[stage] = ImageFolder(
                     self.data_dir / stage, self.image_size, self.skip_bad, self.verify_images
                 )

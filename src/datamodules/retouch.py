@@ -49,8 +49,10 @@ class RetouchDataModule(FaceDataModule):
     def _folder(self, stage: str) -> RetouchFolder:
         if stage not in self.folders:
             if not self.data_dir.is_dir():
-                raise DataError(f"{self.data_dir}: data folder not found (expected the FFHQR layout "
-                                "{train,val,test}/{source,target[,mask]})")
+                raise DataError(
+                    f"{self.data_dir}: data folder not found (expected the FFHQR layout "
+                    "{train,val,test}/{source,target[,mask]})"
+                )
             self.folders[stage] = RetouchFolder(
                 self.data_dir / stage, self.image_size, self.skip_bad, self.verify_images
             )

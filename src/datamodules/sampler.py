@@ -37,7 +37,7 @@ class MultiSubsetSampler(Sampler):
         self.epoch = int(epoch)
 
     def resume_at(self, next_draw_id: int) -> None:
-        """Start the epoch that contains `next_draw_id` at that draw (used once, after a checkpoint restore)."""
+        """Start the epoch holding `next_draw_id` at that draw (used once, after a checkpoint restore)."""
         self._resume = divmod(int(next_draw_id), self.length)
 
     def _order(self, subset: int) -> torch.Tensor:

@@ -28,7 +28,9 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "vanilla") -> torch.Te
     return F.softplus(-fake_logits).mean()  # = BCE(fake, real label)
 
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "vanilla") -> torch.Tensor:
+def discriminator_loss(
+    real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "vanilla"
+) -> torch.Tensor:
     """Loss for the discriminator: real → real, fake → fake (the two terms are averaged for vanilla/lsgan)."""
     _check(kind)
     if kind == "lsgan":

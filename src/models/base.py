@@ -24,7 +24,6 @@ from torch.optim.swa_utils import AveragedModel
 from src.metrics import SoftIoU, build_lpips, psnr_ssim_metrics
 from src.utils.errors import ConfigError
 
-
 # EMA copies and mean teachers stay in eval mode on purpose; Lightning warns about any eval-mode module.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
@@ -83,13 +82,19 @@ class FaceZooModule(pl.LightningModule):
 
     def check_input(self, lq: torch.Tensor) -> None:
         if lq.dim() != 4 or lq.shape[1] != 3:
-            raise ConfigError(f"{type(self).__name__}: expected images of shape (B, 3, H, W), got {tuple(lq.shape)}")
+            raise ConfigError(
+                f"{type(self).__name__}: expected images of shape (B, 3, H, W), got {tuple(lq.shape)}"
+            )
         h, w = lq.shape[-2:]
         if self.fixed_size is not None and (h, w) != (self.fixed_size, self.fixed_size):
-            raise ConfigError(f"{type(self).__name__}: expected {self.fixed_size}x{self.fixed_size} inputs, got {h}x{w}")
+            raise ConfigError(
+                f"{type(self).__name__}: expected {self.fixed_size}x{self.fixed_size} inputs, got {h}x{w}"
+            )
         m = self.size_multiple
         if h % m or w % m:
-            raise ConfigError(f"{type(self).__name__}: expected height and width divisible by {m}, got {h}x{w}")
+            raise ConfigError(
+                f"{type(self).__name__}: expected height and width divisible by {m}, got {h}x{w}"
+            )
 
     def predict(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError

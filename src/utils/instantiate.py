@@ -33,4 +33,6 @@ def instantiate_group(group: DictConfig | None, what: str) -> list:
     """Every child of `group` that has a `_target_` (e.g. callbacks, loggers); None -> []."""
     if not group:
         return []
-    return [instantiate(node, f"{what}.{name}") for name, node in group.items() if node and "_target_" in node]
+    return [
+        instantiate(node, f"{what}.{name}") for name, node in group.items() if node and "_target_" in node
+    ]

@@ -15,7 +15,11 @@ def _down(cin: int, cout: int, norm: bool) -> nn.Sequential:
 
 
 def _up(cin: int, cout: int, dropout: float) -> nn.Sequential:
-    layers = [nn.ReLU(), nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.InstanceNorm2d(cout, affine=True)]
+    layers = [
+        nn.ReLU(),
+        nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False),
+        nn.InstanceNorm2d(cout, affine=True),
+    ]
     return nn.Sequential(*layers, *([nn.Dropout(dropout)] if dropout > 0 else []))
 
 
@@ -42,7 +46,9 @@ class UNetGenerator(nn.Module):
         for i in range(depth - 2, 0, -1):
             ups.append(_up(widths[i] * 2, widths[i - 1], dropout if i >= depth - 3 else 0.0))
         self.ups = nn.ModuleList(ups)
-        self.head = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(widths[0] * 2, out_channels, 4, 2, 1), nn.Tanh())
+        self.head = nn.Sequential(
+            nn.ReLU(), nn.ConvTranspose2d(widths[0] * 2, out_channels, 4, 2, 1), nn.Tanh()
+        )
 
     @property
     def size_multiple(self) -> int:

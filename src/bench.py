@@ -96,6 +96,8 @@ def bench_model(name: str, size_key: str, repeats: int) -> dict:
 
     import pytorch_lightning as pl
 
+    from src.datamodules.repeated_batch import RepeatedBatchDataModule
+
     entry = MODELS[name]
     size, batch_size = entry.sizes[size_key], entry.batch[size_key]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -122,17 +124,6 @@ def bench_model(name: str, size_key: str, repeats: int) -> dict:
             sync()
             step_times.append(time.perf_counter() - self.start)
 
-    class Repeat:
-        def __iter__(self):
-            return iter([batch] * (repeats + 1))
-
-        def __len__(self):
-            return repeats + 1
-
-    class Data(pl.LightningDataModule):
-        def train_dataloader(self):
-            return Repeat()
-
     trainer = pl.Trainer(
         max_epochs=1,
         logger=False,
@@ -144,7 +135,7 @@ def bench_model(name: str, size_key: str, repeats: int) -> dict:
         accelerator=device.type,
         devices=1,
     )
-    trainer.fit(model, datamodule=Data())
+    trainer.fit(model, datamodule=RepeatedBatchDataModule(batch, repeats + 1))
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
         "entry": name,

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.callbacks.checkpointing import CONFIG_KEY
 from src.callbacks.sample_grid import SampleGrid
-from src.train import run_cli
+from src.train import CONF_DIR, run_cli
 from src.utils.errors import ConfigError, FacezooError
 from src.utils.instantiate import instantiate
 from src.utils.results import write_metrics
@@ -60,7 +60,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
     run_cli(evaluate, cfg)
 

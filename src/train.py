@@ -19,6 +19,8 @@ from src.utils.instantiate import instantiate, instantiate_group
 from src.utils.results import finish_loggers, write_metrics
 
 log = logging.getLogger("facezoo")
+# absolute, so the console scripts (`facezoo-train`) find the config tree as `python -m src.train` does
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def _resume_path(cfg: DictConfig) -> str | None:
@@ -90,7 +92,7 @@ def run_cli(task, cfg: DictConfig):
         sys.exit(2)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     metrics = run_cli(train, cfg)
     metric = cfg.get("optimized_metric")

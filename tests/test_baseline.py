@@ -8,6 +8,7 @@ import torch
 from conftest import TINY, compose_config
 from hydra.utils import instantiate
 
+from src.datamodules.repeated_batch import RepeatedBatchDataModule
 from src.models.base import EMAUpdate
 from src.utils.errors import ConfigError
 
@@ -86,17 +87,6 @@ def test_tiny_overfit_lowers_l1(tmp_path, data_dir):
     source, target = batch["paired"]["raw"], batch["paired"]["retouched"]
     before = torch.nn.functional.l1_loss(model.restore(source)["image"], target).item()
 
-    class Repeat:
-        def __iter__(self):
-            return iter([batch] * 80)
-
-        def __len__(self):
-            return 80
-
-    class OneBatch(pl.LightningDataModule):
-        def train_dataloader(self):
-            return Repeat()
-
-    _fit(model, OneBatch(), batches=80)
+    _fit(model, RepeatedBatchDataModule(batch, 80), batches=80)
     after = torch.nn.functional.l1_loss(model.restore(source)["image"], target).item()
     assert after < 0.6 * before, (before, after)

@@ -8,7 +8,7 @@ from src.train import train
 
 @pytest.mark.slow
 def test_default_recipe_learns(tmp_path, data_dir):
-    """`make train`'s experiment, shortened: after 4 epochs the generator EMA is far above its starting point."""
+    """`make train`'s experiment, shortened: the generator EMA ends far above its starting point."""
     overrides = [
         "experiment=baseline_synthetic",
         *QUIET,

@@ -27,6 +27,7 @@ class Pix2PixBaseline(FaceZooModule):
         gan_loss: str = "vanilla",
         ema_decay: float = 0.999,
         ema_warmup: bool = True,
+        residual: bool = False,
         name: str = "baseline",
         **base_args,
     ) -> None:
@@ -44,16 +45,21 @@ class Pix2PixBaseline(FaceZooModule):
         make_g, make_d = self._optimizers
         return make_g(self.generator.parameters()), make_d(self.discriminator.parameters())
 
+    def generate(self, net: nn.Module, source: torch.Tensor) -> torch.Tensor:
+        """G(x), or with `residual` x + G(x) clamped to [-1, 1] (not in Pix2Pix: a config option)."""
+        out = net(source)
+        return (source + out).clamp(-1, 1) if self.hparams.residual else out
+
     def predict(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
         net = self.generator_ema.module if self.generator_ema is not None else self.generator
-        return {"image": net(lq)}
+        return {"image": self.generate(net, lq)}
 
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         source, target, _ = eval_pair(batch)
         opt_g, opt_d = self.optimizers()
         kind = self.hparams.gan_loss
 
-        fake = self.generator(source)
+        fake = self.generate(self.generator, source)
         loss_gan = generator_loss(self.discriminator(torch.cat([source, fake], 1)), kind)
         loss_l1 = F.l1_loss(fake, target)
         self.step(opt_g, loss_gan + self.hparams.l1_weight * loss_l1)

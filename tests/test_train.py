@@ -107,3 +107,15 @@ def test_wandb_offline_writes_a_run(tmp_path, data_dir, monkeypatch):
     train(cfg)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
+
+
+def test_wandb_is_offline_without_an_account(tmp_path, monkeypatch):
+    from src.utils.loggers import wandb_logger
+
+    for var in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: not logged in
+    assert wandb_logger(save_dir=str(tmp_path), project="p")._offline
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password 0123456789abcdef\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    assert not wandb_logger(save_dir=str(tmp_path), project="p")._offline

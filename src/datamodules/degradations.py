@@ -29,6 +29,7 @@ randomness comes from one ``torch.Generator`` on the batch's device seeded with 
 
 import math
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -242,21 +243,36 @@ def sample_params(cfg: DegradationConfig, batch: int, generator: torch.Generator
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _select(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor, always: bool = False) -> torch.Tensor:
-    """Per-sample choice between two batches (``always``: the stage probability is 1, take ``new``)."""
+@lru_cache(maxsize=64)
+def _constant(values: tuple, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``torch.tensor(values)`` made once per device and dtype (never modify the result in place)."""
+    return torch.tensor(values, device=device, dtype=dtype)
+
+
+def _apply(applied: torch.Tensor, stage, x: torch.Tensor, *args: torch.Tensor, always: bool = False):
+    """``stage(x, *args)`` on the samples where ``applied`` (B,), ``x`` elsewhere; args are per-sample.
+
+    Only the selected samples are gathered, computed and copied back into ``x`` in place (pass a tensor the
+    caller owns); no sample selected skips the stage and returns ``x``; every sample selected (or ``always``:
+    the stage probability is 1) returns the stage's output for the whole batch."""
     if always:
-        return new
-    return torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old)
+        return stage(x, *args)
+    index = torch.nonzero(applied).squeeze(1)
+    if not index.numel():
+        return x
+    if index.numel() == x.shape[0]:
+        return stage(x, *args)
+    return x.index_copy_(0, index, stage(x[index], *(a[index] for a in args)))
 
 
 def shift_colors(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """GFP-GAN `color_jitter`: add a per-sample RGB offset (B, 3), clip to [0, 1]."""
-    return (x + shift[:, :, None, None]).clamp(0.0, 1.0)
+    return (x + shift[:, :, None, None]).clamp_(0.0, 1.0)
 
 
 def to_gray(x: torch.Tensor, weights=CV2_GRAY) -> torch.Tensor:
     """Luma as 3 equal channels (cv2.COLOR_RGB2GRAY weights by default)."""
-    w = torch.tensor(weights, device=x.device, dtype=x.dtype)
+    w = _constant(weights, x.device, x.dtype)
     return (x * w[:, None, None]).sum(dim=-3, keepdim=True).expand_as(x).contiguous()
 
 
@@ -313,6 +329,26 @@ def _fft_size(n: int) -> int:
         n += 1
 
 
+def _fft_input(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """``reflect101_pad(x, pad)`` followed by zeros at the bottom and right up to fast FFT sizes, written
+    into one buffer (the copies of the image and its reflected borders are exact)."""
+    h, w = x.shape[-2:]
+    hp, wp = h + 2 * pad, w + 2 * pad
+    size = (_fft_size(hp), _fft_size(wp))
+    if pad >= min(h, w):  # reflections repeat: the general (slower) path
+        return F.pad(reflect101_pad(x, pad), (0, size[1] - wp, 0, size[0] - hp))
+    out = x.new_empty(*x.shape[:-2], *size)
+    out[..., pad : pad + h, pad : pad + w] = x
+    if pad:  # reflect-101: rows first, then all padded rows' columns (which fills the corners)
+        out[..., :pad, pad : pad + w] = x[..., 1 : pad + 1, :].flip(-2)
+        out[..., pad + h : hp, pad : pad + w] = x[..., h - 1 - pad : h - 1, :].flip(-2)
+        out[..., :hp, :pad] = out[..., :hp, pad + 1 : 2 * pad + 1].flip(-1)
+        out[..., :hp, pad + w : wp] = out[..., :hp, w - 1 : w + pad - 1].flip(-1)
+    out[..., hp:, :] = 0.0
+    out[..., :hp, wp:] = 0.0
+    return out
+
+
 def blur(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """Correlate each sample with its own (k, k) kernel, reflect-101 border, like cv2.filter2D.
 
@@ -320,12 +356,14 @@ def blur(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     float rounding, computed by FFT (as OpenCV does for large kernels): 2-8x faster on CPU for 41x41 kernels,
     and not slowed down by denormal products of the tiny tails of narrow Gaussians."""
     k = kernels.shape[-1]
-    padded = reflect101_pad(x, k // 2)
-    height, width = padded.shape[-2:]
-    # zero padding beyond (height, width) up to a fast FFT size cannot wrap into the crop
-    size = (_fft_size(height), _fft_size(width))
-    spectrum = torch.fft.rfft2(padded, s=size) * torch.fft.rfft2(kernels.flip(-2, -1), s=size)[:, None]
-    return torch.fft.irfft2(spectrum, s=size)[..., k - 1 : height, k - 1 : width]
+    # zero padding beyond the reflect-padded (height, width) up to a fast FFT size cannot wrap into the crop
+    padded = _fft_input(x, k // 2)
+    height, width = x.shape[-2] + k - 1, x.shape[-1] + k - 1
+    size = padded.shape[-2:]
+    spectrum = torch.fft.rfft2(padded).mul_(torch.fft.rfft2(kernels.flip(-2, -1), s=size)[:, None])
+    # irfft2 in its two steps (as torch does it on CPU), the second only on the rows that are kept
+    rows = torch.fft.ifft(spectrum, dim=-2)[..., k - 1 : height, :]
+    return torch.fft.irfft(rows, n=size[1], dim=-1)[..., k - 1 : width]
 
 
 def lr_sizes(height: int, width: int, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -377,8 +415,25 @@ def replicate_outside(canvas: torch.Tensor, lr_h: torch.Tensor, lr_w: torch.Tens
     b, c, h, w = canvas.shape
     rows = torch.minimum(torch.arange(h, device=canvas.device)[None], lr_h[:, None] - 1)
     cols = torch.minimum(torch.arange(w, device=canvas.device)[None], lr_w[:, None] - 1)
-    canvas = canvas.gather(2, rows[:, None, :, None].expand(b, c, h, w))
-    return canvas.gather(3, cols[:, None, None, :].expand(b, c, h, w))
+    index = (rows[:, :, None] * w + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return canvas.reshape(b, c, h * w).gather(2, index).view(b, c, h, w)  # one gather for rows and columns
+
+
+def gaussian_noise(x: torch.Tensor, gray: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    """N(0, 1) fields shaped like x, one per pixel and channel (one field for all channels where ``gray``).
+    Drawn for the whole batch (the generator stream does not depend on which samples get noise)."""
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    if gray is not None:
+        gray_noise = torch.randn(x[:, :1].shape, generator=generator, device=x.device, dtype=x.dtype)
+        index = torch.nonzero(gray).squeeze(1)
+        noise.index_copy_(0, index, gray_noise[index].expand(-1, x.shape[1], -1, -1))
+    return noise
+
+
+def add_noise(x: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """x + noise * sigma / 255 with per-sample sigma (B,) on the 0-255 scale, clipped to [0, 1]; the result
+    is written over ``noise``."""
+    return noise.mul_((sigma / 255.0)[:, None, None, None]).add_(x).clamp_(0.0, 1.0)
 
 
 def add_gaussian_noise(
@@ -386,11 +441,7 @@ def add_gaussian_noise(
 ) -> torch.Tensor:
     """BasicSR `add_gaussian_noise`: x + N(0, sigma/255) per pixel and channel (one field for all channels
     where ``gray``), clipped to [0, 1]."""
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    if gray is not None:
-        gray_noise = torch.randn(x[:, :1].shape, generator=generator, device=x.device, dtype=x.dtype)
-        noise = _select(gray, gray_noise.expand_as(x), noise)
-    return (x + noise * (sigma / 255.0)[:, None, None, None]).clamp(0.0, 1.0)
+    return add_noise(x, gaussian_noise(x, gray, generator), sigma)
 
 
 # JPEG: baseline sequential, 4:2:0, standard (Annex K) tables scaled as libjpeg's jpeg_set_quality
@@ -412,11 +463,12 @@ def jpeg_tables(quality: torch.Tensor, base) -> torch.Tensor:
     """(B, 8, 8) quantisation tables for integer qualities, as libjpeg (force_baseline: entries 1..255)."""
     q = quality.clamp(1, 100).double()
     scale = torch.where(q < 50, torch.floor(5000.0 / q), 200.0 - 2.0 * q)
-    table = torch.tensor(base, device=quality.device, dtype=torch.float64)
+    table = _constant(base, quality.device, torch.float64)
     return torch.floor((table * scale[:, None, None] + 50.0) / 100.0).clamp(1, 255).float()
 
 
-def _dct_matrix(device) -> torch.Tensor:
+@lru_cache(maxsize=8)
+def _dct_matrix(device: torch.device) -> torch.Tensor:
     i = torch.arange(8, device=device, dtype=torch.float64)
     m = torch.cos((2 * i[None, :] + 1) * i[:, None] * math.pi / 16) / 2
     m[0] /= math.sqrt(2.0)
@@ -430,13 +482,13 @@ def _jpeg_roundtrip_plane(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     m = _dct_matrix(x.device)
     blocks = (x - 128.0).view(b, c, h // 8, 8, w // 8, 8).transpose(3, 4)  # (B, C, h/8, w/8, 8, 8)
     q = table[:, None, None, None]
-    coef = torch.round(m @ blocks @ m.T / q) * q
+    coef = (m @ blocks @ m.T).div_(q).round_().mul_(q)
     out = (m.T @ coef @ m).transpose(3, 4).reshape(b, c, h, w) + 128.0
-    return out.round().clamp(0.0, 255.0)
+    return out.round_().clamp_(0.0, 255.0)
 
 
 def _color_matrix(x: torch.Tensor, matrix) -> torch.Tensor:
-    return torch.einsum("ij,bjhw->bihw", torch.tensor(matrix, device=x.device, dtype=x.dtype), x)
+    return torch.einsum("ij,bjhw->bihw", _constant(matrix, x.device, x.dtype), x)
 
 
 def jpeg_compress(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
@@ -450,16 +502,16 @@ def jpeg_compress(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     chroma filter leave it 1.3-2.5 levels (mean abs) from libjpeg's output and ~10 % weaker in artefact
     strength; this codec is 0.4-0.9 levels from libjpeg and matches its error to ~1 %."""
     height, width = x.shape[-2:]
-    x = torch.round(x.clamp(0.0, 1.0) * 255.0)
+    x = x.clamp(0.0, 1.0).mul_(255.0).round_()
     x = F.pad(x, (0, -width % 16, 0, -height % 16), mode="replicate")
-    ycc = _color_matrix(x, _RGB_TO_YCC) + torch.tensor([0.0, 128.0, 128.0], device=x.device)[:, None, None]
-    ycc = ycc.round().clamp(0.0, 255.0)
+    offset = _constant((0.0, 128.0, 128.0), x.device, x.dtype)[:, None, None]
+    ycc = _color_matrix(x, _RGB_TO_YCC).add_(offset).round_().clamp_(0.0, 255.0)
     luma = _jpeg_roundtrip_plane(ycc[:, :1], jpeg_tables(quality, _JPEG_LUMA))
-    chroma = F.avg_pool2d(ycc[:, 1:], 2).round()  # libjpeg h2v2 box downsampling
+    chroma = F.avg_pool2d(ycc[:, 1:], 2).round_()  # libjpeg h2v2 box downsampling
     chroma = _jpeg_roundtrip_plane(chroma, jpeg_tables(quality, _JPEG_CHROMA))
     chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False)  # "fancy" upsampling
-    ycc = torch.cat([luma, chroma - 128.0], dim=1)
-    rgb = _color_matrix(ycc, _YCC_TO_RGB).round().clamp(0.0, 255.0)
+    ycc = torch.cat([luma, chroma.sub_(128.0)], dim=1)
+    rgb = _color_matrix(ycc, _YCC_TO_RGB).round_().clamp_(0.0, 255.0)
     return rgb[..., :height, :width] / 255.0
 
 
@@ -493,7 +545,7 @@ JITTER_OPS = (("brightness", adjust_brightness), ("contrast", adjust_contrast),
 def color_jitter_pt(x: torch.Tensor, applied: torch.Tensor, order: torch.Tensor, params: dict, cfg):
     """GFP-GAN `color_jitter_pt`: brightness, contrast, saturation and hue adjustments in a random order per
     sample (order: (B, 4) permutations of JITTER_OPS indices). Each (position, op) pair runs only on the
-    samples that have that op at that position."""
+    samples that have that op at that position. x is updated in place."""
     jittered = torch.nonzero(applied).squeeze(1)
     if not jittered.numel():
         return x
@@ -505,12 +557,14 @@ def color_jitter_pt(x: torch.Tensor, applied: torch.Tensor, order: torch.Tensor,
             samples = torch.nonzero(order[:, position] == index).squeeze(1)
             if samples.numel():
                 sub[samples] = op(sub[samples], params[name][jittered][samples])
-    return x.index_copy(0, jittered, sub)
+    return x.index_copy_(0, jittered, sub)
 
 
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    """Round to uint8 levels, clamp to [0, 255]; the result is the level count (0..255) as float."""
-    return torch.round(x * 255.0).clamp(0.0, 255.0)
+def quantize(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Round to uint8 levels, clamp to [0, 255]; the result is the level count (0..255) as float.
+    ``inplace``: overwrite x with it."""
+    x = x.mul_(255.0) if inplace else x * 255.0
+    return x.round_().clamp_(0.0, 255.0)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -549,20 +603,24 @@ class BlindDegradation(torch.nn.Module):
         generator.manual_seed(int(seed))
         p = sample_params(cfg, batch, generator, device)
 
-        # 0. HQ pre-processing
-        x = (hq.float() + 1.0) / 2.0
+        # 0. HQ pre-processing; x is a fresh tensor, which the stages below may overwrite in place
+        x = (hq.float() + 1.0).div_(2.0)
         hq_changed = p["gt_shift_applied"] | p["gt_gray_applied"]
         if cfg.gt_color_jitter_prob > 0:
-            x = _select(p["gt_shift_applied"], shift_colors(x, p["gt_shift"]), x)
+            x = _apply(p["gt_shift_applied"], shift_colors, x, p["gt_shift"])
         if cfg.gt_gray_prob > 0:
-            x = _select(p["gt_gray_applied"], to_gray(x), x)
-        hq01 = x
+            x = _apply(p["gt_gray_applied"], to_gray, x)
+        # keep the HQ only where an HQ stage can change it
+        hq_may_change = (
+            cfg.gt_color_jitter_prob > 0 or cfg.gt_gray_prob > 0 or cfg.gt_gray and cfg.gray_prob > 0
+        )
+        hq01 = x.clone() if hq_may_change else None
         # 1. blur
         if cfg.blur_prob > 0:
             kernels = gaussian_kernels(
                 p["sigma_x"], p["sigma_y"], p["theta"], p["kernel_size"], cfg.blur_kernel_size[1]
             )
-            x = _select(p["blur_applied"], blur(x, kernels), x, cfg.blur_prob == 1)
+            x = _apply(p["blur_applied"], blur, x, kernels, always=cfg.blur_prob == 1)
         # 2. downsample onto a common canvas
         resizing = cfg.downsample_prob > 0
         if resizing:
@@ -573,16 +631,15 @@ class BlindDegradation(torch.nn.Module):
             lr_h = torch.full((batch,), height, device=device)
             lr_w = torch.full((batch,), width, device=device)
         p["lr_h"], p["lr_w"] = lr_h, lr_w
-        # 3. noise
+        # 3. noise (drawn for every sample, added where applied)
         if cfg.noise_prob > 0:
-            gray = p["noise_gray"] if cfg.noise_gray_prob > 0 else None
-            noisy = add_gaussian_noise(x, p["noise_sigma"], gray, generator)
-            x = _select(p["noise_applied"], noisy, x, cfg.noise_prob == 1)
+            noise = gaussian_noise(x, p["noise_gray"] if cfg.noise_gray_prob > 0 else None, generator)
+            x = _apply(p["noise_applied"], add_noise, x, noise, p["noise_sigma"], always=cfg.noise_prob == 1)
             if resizing:
                 x = replicate_outside(x, lr_h, lr_w)
         # 4. JPEG
         if cfg.jpeg_prob > 0:
-            x = _select(p["jpeg_applied"], jpeg_compress(x, p["quality"]), x, cfg.jpeg_prob == 1)
+            x = _apply(p["jpeg_applied"], jpeg_compress, x, p["quality"], always=cfg.jpeg_prob == 1)
             if resizing:
                 x = replicate_outside(x, lr_h, lr_w)
         # 5. back to full size
@@ -590,15 +647,19 @@ class BlindDegradation(torch.nn.Module):
             x = resize_from_canvas(x, lr_h, lr_w, height, width, cfg.interpolation)
         # 6. LQ-only colour
         if cfg.color_jitter_prob > 0:
-            x = _select(p["shift_applied"], shift_colors(x, p["shift"]), x)
+            x = _apply(p["shift_applied"], shift_colors, x, p["shift"])
         if cfg.gray_prob > 0:
-            x = _select(p["gray_applied"], to_gray(x), x)
+            x = _apply(p["gray_applied"], to_gray, x)
             if cfg.gt_gray:
-                hq01 = _select(p["gray_applied"], to_gray(hq01), hq01)
+                hq01 = _apply(p["gray_applied"], to_gray, hq01)
                 hq_changed = hq_changed | p["gray_applied"]
         if cfg.color_jitter_pt_prob > 0:
             x = color_jitter_pt(x, p["jitter_applied"], p["jitter_order"], p, cfg)
         # 7. output
-        lq = quantize(x) / 127.5 - 1.0 if cfg.quantize else x * 2.0 - 1.0
-        hq_out = _select(hq_changed, (hq01 * 2.0 - 1.0).to(hq.dtype), hq)
+        lq = quantize(x, inplace=True).div_(127.5).sub_(1.0) if cfg.quantize else x.mul_(2.0).sub_(1.0)
+        hq_out = hq
+        if hq_may_change:
+            changed = torch.nonzero(hq_changed).squeeze(1)
+            if changed.numel():
+                hq_out = hq.index_copy(0, changed, (hq01[changed] * 2.0 - 1.0).to(hq.dtype))
         return dict(lq=lq.to(hq.dtype), hq=hq_out, params=p)

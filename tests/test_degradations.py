@@ -102,7 +102,7 @@ def test_dfdnet_preset_ranges():
     assert 0.3 <= p["sigma_x"].min() and p["sigma_x"].max() <= 2.0
     assert 2 <= p["scale"].min() and p["scale"].max() <= 10
     assert 40 <= p["quality"].min() and p["quality"].max() <= 80
-    assert 1 <= p["noise_sigma"].min() and p["noise_sigma"].max() <= 10
+    assert p["noise_sigma"].min() >= 1 and p["noise_sigma"].max() <= 10
     assert 0.3 < p["jpeg_applied"].float().mean() < 0.9
     assert D.BlindDegradation("dfdnet").config.interpolation == "bicubic"
 

@@ -124,11 +124,6 @@ class FaceZooModule(pl.LightningModule):
                 self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
             optimizer.step()
 
-    def step_schedulers(self) -> None:
-        schedulers = self.lr_schedulers()
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
-            scheduler.step()
-
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 

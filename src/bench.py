@@ -76,19 +76,13 @@ def _batch(task: str, size: int, batch: int, device) -> dict:
 
 
 def _model(name: str, size_key: str, tmp: Path):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
-    from omegaconf import open_dict
 
-    conf = Path(__file__).resolve().parents[1] / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        cfg = compose("train", [f"model={name}", *MODELS[name].overrides[size_key]], return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(tmp)
-        cfg.hydra.runtime.cwd = str(tmp)
-    HydraConfig.instance().set_config(cfg)
-    return instantiate(cfg.model)
+    from src.utils.compose import compose_config
+
+    return instantiate(
+        compose_config("train", [f"model={name}", *MODELS[name].overrides[size_key]], tmp).model
+    )
 
 
 def bench_model(name: str, size_key: str, repeats: int) -> dict:

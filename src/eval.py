@@ -17,7 +17,7 @@ from src.callbacks.sample_grid import SampleGrid
 from src.train import CONF_DIR, run_cli
 from src.utils.errors import ConfigError, FacezooError
 from src.utils.instantiate import instantiate
-from src.utils.results import write_metrics
+from src.utils.results import test_metrics, write_metrics
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -51,7 +51,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         cfg.trainer, "trainer", logger=False, callbacks=[SampleGrid(str(out / "samples"))]
     )
     results = trainer.test(model, datamodule=datamodule)
-    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    metrics = test_metrics(results)
     write_metrics(out, metrics, title=f"{Path(cfg.ckpt_path).name}")
     print(
         f"metrics: {out / 'metrics.json'}\n"

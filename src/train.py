@@ -4,7 +4,6 @@ Each run writes into its Hydra output folder: `config.yaml` (resolved), `split.j
 `checkpoints/{last,best}.ckpt` (atomic), `samples/*.png` and `metrics.json` (+ `metrics.md`).
 """
 
-import logging
 import sys
 from pathlib import Path
 
@@ -16,9 +15,8 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from src.callbacks.checkpointing import AtomicCheckpointIO, ConfigInCheckpoint
 from src.utils.errors import ConfigError, FacezooError
 from src.utils.instantiate import instantiate, instantiate_group
-from src.utils.results import finish_loggers, write_metrics
+from src.utils.results import finish_loggers, test_metrics, write_metrics
 
-log = logging.getLogger("facezoo")
 # absolute, so the console scripts (`facezoo-train`) find the config tree as `python -m src.train` does
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -62,7 +60,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if cfg.get("test", True):
             best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
             results = trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
-            metrics.update({k: float(v) for k, v in (results[0] if results else {}).items()})
+            metrics.update(test_metrics(results))
     finally:
         finish_loggers(loggers)
     if trainer.is_global_zero:

@@ -24,31 +24,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import open_dict  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
-
-
-def compose_config(
-    name: str = "train", overrides: list[str] = (), output_dir: Path | None = None, data_dir=None
-):
-    """Compose the real config tree as the CLI would, with output (and data) under test folders."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
-    if output_dir is not None:
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(output_dir)
-            cfg.hydra.runtime.cwd = str(ROOT)
-            cfg.hydra.job.num = 0
-            if data_dir is not None:
-                cfg.paths.data_dir = str(data_dir)
-        HydraConfig.instance().set_config(cfg)
-    return cfg
+from src.utils.compose import ROOT  # noqa: E402
 
 
 def run_module(module: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300):

@@ -5,11 +5,12 @@ import copy
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import TINY, compose_config
+from conftest import TINY
 from hydra.utils import instantiate
 
 from src.datamodules.repeated_batch import RepeatedBatchDataModule
 from src.models.base import EMAUpdate
+from src.utils.compose import compose_config
 from src.utils.errors import ConfigError
 
 

@@ -1,8 +1,10 @@
 """Every documented combination of config groups composes, and the objects it names can be built."""
 
 import pytest
-from conftest import CONF, compose_config
 from hydra.utils import instantiate
+
+from src.utils.compose import CONF_DIR as CONF
+from src.utils.compose import compose_config
 
 DATAMODULES = sorted(p.stem for p in (CONF / "datamodule").glob("*.yaml"))
 STRATEGIES = sorted(p.stem for p in (CONF / "strategy").glob("*.yaml"))

@@ -1,9 +1,10 @@
 """Slower end-to-end runs (`make test-full`): the default recipe learns on the synthetic data."""
 
 import pytest
-from conftest import QUIET, compose_config
+from conftest import QUIET
 
 from src.train import train
+from src.utils.compose import compose_config
 
 
 @pytest.mark.slow

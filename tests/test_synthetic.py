@@ -101,8 +101,12 @@ def test_boxes_cover_their_parts(size):
         eyes = parsing == EYES
         left, right = eyes.clone(), eyes.clone()
         left[:, half:], right[:, :half] = False, False
-        for box, part in ((boxes[0], left), (boxes[1], right), (boxes[2], parsing == NOSE),
-                          (boxes[3], parsing == LIPS)):
+        for box, part in (
+            (boxes[0], left),
+            (boxes[1], right),
+            (boxes[2], parsing == NOSE),
+            (boxes[3], parsing == LIPS),
+        ):
             inside = _inside(box, part)
             area = float((box[2] - box[0]) * (box[3] - box[1]))
             assert inside.numel() > 0 and inside.mean() > 0.95  # the box holds (almost) all of its part

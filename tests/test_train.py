@@ -5,10 +5,11 @@ import json
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import TINY, compose_config
+from conftest import TINY
 
 from src.eval import evaluate
 from src.train import train
+from src.utils.compose import compose_config
 
 
 class LossRecorder(pl.Callback):

@@ -35,6 +35,10 @@ class FolderReport:
         self.skipped.append(message)
         log.warning("skipping %s", message)
 
+    def summarize(self, root: Path, kept: int) -> None:
+        if self.skipped:
+            log.warning("%s: skipped %d bad files, using %d", root, len(self.skipped), kept)
+
 
 def _verify(path: Path, report: FolderReport, skip_bad: bool) -> bool:
     try:
@@ -76,7 +80,7 @@ class RetouchFolder:
         targets = {p.stem: p for p in list_images(self.root / "target")}
         masks = {p.stem: p for p in list_images(self.root / "mask")} if (self.root / "mask").is_dir() else {}
         for stem in sorted(sources.keys() ^ targets.keys()):
-            have, lack = ("source", "target") if stem in sources else ("target", "source")
+            lack = "target" if stem in sources else "source"
             found = (sources if stem in sources else targets)[stem]
             self.report.add(f"{found}: no partner in {self.root / lack} (expected {stem}.* there)", skip_bad)
         stems = sorted(sources.keys() & targets.keys())
@@ -91,10 +95,7 @@ class RetouchFolder:
             stems = [s for s, paths in files if all(_verify(p, self.report, skip_bad) for p in paths)]
         if not stems:
             raise DataError(f"{self.root}: no usable (source, target) pairs found")
-        if self.report.skipped:
-            log.warning(
-                "%s: skipped %d bad files, using %d pairs", self.root, len(self.report.skipped), len(stems)
-            )
+        self.report.summarize(self.root, len(stems))
         self.names = stems
         self.sources, self.targets, self.masks = sources, targets, masks
 
@@ -137,8 +138,7 @@ class ImageFolder:
             paths = [p for p in paths if _verify(p, self.report, skip_bad)]
         if not paths:
             raise DataError(f"{self.root}: no images found")
-        if self.report.skipped:
-            log.warning("%s: skipped %d bad files, using %d", self.root, len(self.report.skipped), len(paths))
+        self.report.summarize(self.root, len(paths))
         self.paths = {p.stem: p for p in paths}
         self.names = sorted(self.paths)
 
@@ -164,7 +164,7 @@ class PairedImageFolders:
 
     def pair(self, name: str) -> dict[str, torch.Tensor]:
         hq = self.hq.image(name)
-        return {"lq": uint8_to_tensor(_resize(read_rgb_uint8(self.lq.paths[name]), hq.shape[-1])), "hq": hq}
+        return {"lq": load_image(self.lq.paths[name], hq.shape[-1]), "hq": hq}
 
 
 class PlanDataset(Dataset):

@@ -4,6 +4,11 @@ import json
 from pathlib import Path
 
 
+def test_metrics(results: list[dict]) -> dict[str, float]:
+    """The metrics of `trainer.test(...)` (one dataloader) as plain floats."""
+    return {k: float(v) for k, v in (results[0] if results else {}).items()}
+
+
 def write_metrics(folder: str | Path, metrics: dict[str, float], title: str = "metrics") -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

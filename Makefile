@@ -3,11 +3,12 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
-EXPERIMENT ?= baseline_synthetic
+EXPERIMENT ?= retouchformer_synthetic
+SWEEPS := logs/sweeps
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export HYDRA_FULL_ERROR ?= 0
 
-.PHONY: help install train test test-full sweep bench lint clean
+.PHONY: help install train test test-full sweep ablations bench lint clean
 .DEFAULT_GOAL := help
 
 help: ## Show the targets
@@ -25,8 +26,15 @@ test: install ## Run the test suite without `slow` tests (ARGS="pytest arguments
 test-full: install ## Run every test, `slow` included
 	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)
 
-sweep: install ## Hydra multirun over the paired ratio gamma (ARGS="more overrides")
-	$(PY) -m src.train -m experiment=$(EXPERIMENT) split.gamma=0.01,0.1,0.2,1.0 $(ARGS)
+sweep: install ## γ sweep (0.01, 0.1, 0.2, 1) as a Hydra multirun + results table and plot (ARGS="overrides")
+	$(PY) -m src.train -m experiment=$(EXPERIMENT) split.gamma=0.01,0.1,0.2,1.0 \
+		hydra.sweep.dir=$(SWEEPS)/$(EXPERIMENT)-gamma $(ARGS)
+	$(PY) -m src.report $(SWEEPS)/$(EXPERIMENT)-gamma --by split.gamma --x split.gamma --title "$(EXPERIMENT): γ sweep"
+
+ablations: install ## RetouchFormer's ablations (w/o P, w/ SPS, w/ GSA, w/o X_u) at γ = 0.1 + results table
+	$(PY) -m src.train -m experiment=$(EXPERIMENT) ablation=full,no_prior,sps,gsa,no_unpaired split.gamma=0.1 \
+		hydra.sweep.dir=$(SWEEPS)/$(EXPERIMENT)-ablations $(ARGS)
+	$(PY) -m src.report $(SWEEPS)/$(EXPERIMENT)-ablations --by ablation --title "$(EXPERIMENT): ablations (γ = 0.1)"
 
 bench: install ## Benchmark every model: time and peak memory, table + JSON in bench/
 	$(PY) -m src.bench $(ARGS)

@@ -40,6 +40,34 @@ MODELS: dict[str, ModelEntry] = {
         },
         sizes={"small": 64, "paper": 256},
     ),
+    "retouchformer": ModelEntry(
+        overrides={
+            "small": ["experiment=retouchformer_synthetic"],  # the CPU recipe (128 px, 128-d tokens)
+            # the paper's sizes (512 px, 512-d tokens, K = 1024) with its VGG-19 perceptual terms; a random
+            # VGG-19 stands in when the ImageNet file is absent (same cost)
+            "paper": ["model.perceptual.allow_random=true"],
+        },
+        sizes={"small": 128, "paper": 512},
+        batch={"small": 4, "paper": 1},
+    ),
+    "gpen": ModelEntry(
+        overrides={
+            "small": ["experiment=gpen_synthetic"],  # 64 px, narrow 0.125, paper objective
+            "paper": ["model.prior.from_scratch=true"],  # GPEN-BFR-512: 71.0M generator + 29.0M discriminator
+        },
+        sizes={"small": 64, "paper": 512},
+        batch={"small": 4, "paper": 1},
+        task="restore",
+    ),
+    "stylegan2": ModelEntry(  # unconditional pretraining (GPEN stage 1); restore() draws EMA samples
+        overrides={
+            "small": ["experiment=stylegan2_synthetic"],  # 64 px, 64 channels, batch 8
+            "paper": [],  # config-f widths at 512 px (GPEN-BFR-512's prior)
+        },
+        sizes={"small": 64, "paper": 512},
+        batch={"small": 8, "paper": 2},
+        task="restore",
+    ),
 }
 PIPELINE = ("degradation", "renderer")
 

@@ -48,3 +48,24 @@ def data_dir(tmp_path_factory) -> Path:
 
 QUIET = ["~callbacks.progress_bar", "callbacks.lr_monitor=null"]
 TINY = ["debug=tiny", *QUIET, "datamodule.synthetic.size=64"]  # synthetic data sets only
+
+
+@pytest.fixture(scope="session")
+def vgg19_features() -> torch.nn.Sequential:
+    """torchvision's vgg19().features with random weights (`make_layers(cfgs['E'])`, no 120M classifier)."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.manual_seed(0)
+    return make_layers(cfgs["E"]).eval()
+
+
+@pytest.fixture(scope="session")
+def vgg19_folder(tmp_path_factory, vgg19_features) -> Path:
+    """A folder holding a random VGG19 in torchvision layout under the real file name (tests only)."""
+    from src.utils.pretrained import KNOWN_WEIGHTS
+
+    folder = tmp_path_factory.mktemp("vgg")
+    state = {f"features.{k}": v for k, v in vgg19_features.state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # ignored
+    torch.save(state, folder / KNOWN_WEIGHTS["vgg19"].filename)
+    return folder

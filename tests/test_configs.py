@@ -34,7 +34,8 @@ def test_compose_model_data_strategy(tmp_path, datamodule, strategy):
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("datamodule", DATAMODULES)
-def test_model_and_datamodule_instantiate(tmp_path, model, datamodule):
+def test_model_and_datamodule_instantiate(tmp_path, model, datamodule, vgg19_folder, monkeypatch):
+    monkeypatch.setenv("FACEZOO_PRETRAINED", str(vgg19_folder))  # models whose recipe needs VGG-19
     overrides = [f"model={model}", f"datamodule={datamodule}"]
     if datamodule == "paired_folder":
         overrides += [f"datamodule.test_lq_dir={tmp_path}", f"datamodule.test_hq_dir={tmp_path}"]

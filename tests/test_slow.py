@@ -9,7 +9,7 @@ from src.utils.compose import compose_config
 
 @pytest.mark.slow
 def test_default_recipe_learns(tmp_path, data_dir):
-    """`make train`'s experiment, shortened: the generator EMA ends far above its starting point."""
+    """The baseline recipe (baseline_synthetic), shortened: the generator EMA ends far above its start."""
     overrides = [
         "experiment=baseline_synthetic",
         *QUIET,

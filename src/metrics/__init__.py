@@ -2,6 +2,6 @@
 
 from src.metrics.image_quality import psnr_ssim_metrics
 from src.metrics.lpips import LPIPS, build_lpips
-from src.metrics.soft_iou import SoftIoU
+from src.metrics.soft_iou import ConstantMaskSoftIoU, SoftIoU
 
-__all__ = ["LPIPS", "SoftIoU", "build_lpips", "psnr_ssim_metrics"]
+__all__ = ["LPIPS", "ConstantMaskSoftIoU", "SoftIoU", "build_lpips", "psnr_ssim_metrics"]

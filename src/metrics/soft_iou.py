@@ -55,3 +55,35 @@ class SoftIoU(Metric):
     def compute(self) -> Tensor:
         """Mean soft IoU over all images (NaN before any update)."""
         return (self.iou_sum / self.count).float()
+
+
+class ConstantMaskSoftIoU(Metric):
+    """The Soft-IoU of the best *constant* predicted mask (the same value c at every pixel of every image),
+    c searched on a grid of `steps` values in [0, 1]: the score a mask predictor must beat to be informative.
+    ``compute`` returns that best mean Soft-IoU; ``best_constant`` the c that reaches it."""
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    iou_sum: Tensor
+    count: Tensor
+
+    def __init__(self, steps: int = 101, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.register_buffer("levels", torch.linspace(0, 1, steps, dtype=torch.float64), persistent=False)
+        self.add_state("iou_sum", default=torch.zeros(steps, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, target: Tensor) -> None:
+        t = target.flatten(1).double()
+        for i, c in enumerate(self.levels):  # a loop over the grid, vectorised over images and pixels
+            inter, union = torch.minimum(t, c).sum(1), torch.maximum(t, c).sum(1)
+            self.iou_sum[i] += torch.where(union == 0, 1.0, inter / union.clamp_min(1e-12)).sum()
+        self.count += t.shape[0]
+
+    def compute(self) -> Tensor:
+        return (self.iou_sum / self.count).max().float()
+
+    def best_constant(self) -> float:
+        return float(self.levels[(self.iou_sum / self.count).argmax()])

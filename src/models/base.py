@@ -10,18 +10,20 @@
   resumed run draws the same noise as an uninterrupted one.
 - EMA copies (`make_ema`) are frozen `AveragedModel`s saved with the checkpoint.
 - Validation/test: PSNR, SSIM, LPIPS (only when its backbone weights are found) and Soft-IoU of predicted
-  vs true imperfection masks (when both exist).
+  vs true imperfection masks (when both exist). The test also logs the reference points a method must beat:
+  `psnr_input`/`ssim_input` (the input itself as the answer) and `soft_iou_const` (the best constant mask).
 """
 
 import os
 import warnings
+from contextlib import contextmanager
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from src.metrics import SoftIoU, build_lpips, psnr_ssim_metrics
+from src.metrics import ConstantMaskSoftIoU, SoftIoU, build_lpips, psnr_ssim_metrics
 from src.utils.errors import ConfigError
 
 # EMA copies and mean teachers stay in eval mode on purpose; Lightning warns about any eval-mode module.
@@ -65,13 +67,23 @@ class FaceZooModule(pl.LightningModule):
     #: input contract: a fixed square size, or None with sides divisible by `size_multiple`
     fixed_size: int | None = None
 
-    def __init__(self, lpips_net: str | None = "alex", lpips_weights: str | None = None) -> None:
+    def __init__(
+        self,
+        lpips_net: str | None = "alex",
+        lpips_weights: str | None = None,
+        monitor: str = "val/psnr",
+        monitor_mode: str = "max",
+    ) -> None:
+        """`monitor`/`monitor_mode`: the metric that selects best.ckpt and that sweeps optimise; the configs'
+        callbacks read them from the model node (`model.monitor`): a method without PSNR names its own."""
         super().__init__()
         self.automatic_optimization = False
         self.register_buffer("batch_counter", torch.zeros((), dtype=torch.long))
         self.val_quality = psnr_ssim_metrics()
         self.test_quality = psnr_ssim_metrics()
         self.val_soft_iou, self.test_soft_iou = SoftIoU(), SoftIoU()
+        self.test_input_quality = psnr_ssim_metrics()
+        self.test_const_soft_iou = ConstantMaskSoftIoU()
         # LPIPS is kept out of the module tree: its frozen backbone is not part of our checkpoints.
         self._lpips = {"metric": build_lpips(lpips_net, lpips_weights) if lpips_net else None}
 
@@ -115,14 +127,34 @@ class FaceZooModule(pl.LightningModule):
         ema.update_parameters(net)  # n_averaged 0 -> 1: starts as an exact copy
         return ema.requires_grad_(False).eval()
 
-    def step(self, optimizer, loss: torch.Tensor, clip: float | None = None) -> None:
-        """One optimizer step for one network group (manual optimization)."""
-        with self.toggled_optimizer(optimizer):
-            optimizer.zero_grad(set_to_none=True)
+    @contextmanager
+    def _toggled(self, optimizers: list):
+        """Only the parameters of `optimizers` require grad inside (Lightning's toggle, for several)."""
+        own = {id(p) for opt in optimizers for group in opt.param_groups for p in group["params"]}
+        others = [
+            p for opt in self.trainer.optimizers for group in opt.param_groups for p in group["params"]
+            if id(p) not in own and p.requires_grad
+        ]
+        for p in others:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in others:
+                p.requires_grad_(True)
+
+    def step(self, optimizers, loss: torch.Tensor, clip: float | None = None) -> None:
+        """One backward of `loss` and a step of each optimizer in `optimizers` (one or a list): networks
+        minimising the same objective share the backward (manual optimization)."""
+        optimizers = list(optimizers) if isinstance(optimizers, list | tuple) else [optimizers]
+        with self._toggled(optimizers):
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
-            if clip:
-                self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
-            optimizer.step()
+            for opt in optimizers:
+                if clip:
+                    self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+                opt.step()
 
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -152,6 +184,13 @@ class FaceZooModule(pl.LightningModule):
             soft_iou = getattr(self, f"{stage}_soft_iou")
             soft_iou.update(out["mask"], true_mask)
             self.log(f"{stage}/soft_iou", soft_iou, on_step=False, on_epoch=True)
+        if stage == "test":
+            self.test_input_quality.update(lq, target)
+            self.log_dict({f"test/{k}_input": v for k, v in self.test_input_quality.items()},
+                          on_step=False, on_epoch=True)
+            if true_mask is not None and "mask" in out:
+                self.test_const_soft_iou.update(true_mask)
+                self.log("test/soft_iou_const", self.test_const_soft_iou, on_step=False, on_epoch=True)
 
     def _log_lpips(self, stage: str) -> None:
         lpips = self._lpips["metric"]

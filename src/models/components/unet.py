@@ -2,7 +2,8 @@
 
 Encoder: 4×4 stride-2 convs, LeakyReLU 0.2, InstanceNorm (no norm on the first and innermost layers);
 decoder: 4×4 stride-2 transposed convs, ReLU, InstanceNorm, optional dropout on the three innermost
-decoder levels; skip connections concatenate encoder features; Tanh output in [-1, 1].
+decoder levels; skip connections concatenate encoder features; Tanh output in [-1, 1] (`tanh=False`: raw
+outputs, e.g. mask logits).
 """
 
 import torch
@@ -32,6 +33,7 @@ class UNetGenerator(nn.Module):
         depth: int = 8,
         max_channels: int = 512,
         dropout: float = 0.0,
+        tanh: bool = True,
     ) -> None:
         super().__init__()
         if depth < 2:
@@ -47,7 +49,9 @@ class UNetGenerator(nn.Module):
             ups.append(_up(widths[i] * 2, widths[i - 1], dropout if i >= depth - 3 else 0.0))
         self.ups = nn.ModuleList(ups)
         self.head = nn.Sequential(
-            nn.ReLU(), nn.ConvTranspose2d(widths[0] * 2, out_channels, 4, 2, 1), nn.Tanh()
+            nn.ReLU(),
+            nn.ConvTranspose2d(widths[0] * 2, out_channels, 4, 2, 1),
+            *([nn.Tanh()] if tanh else []),
         )
 
     @property

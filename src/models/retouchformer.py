@@ -1,0 +1,272 @@
+"""RetouchFormer (Xue et al., AAAI 2024): semi-supervised face retouching as "soft inpainting".
+
+Networks (paper Fig. 2; names from the paper):
+- E  `encoder` + `tokens`: multi-scale conv encoder; patches of several levels become `dim`-d tokens;
+  `quant_conv` maps E's deepest feature to the dictionary's code space.
+- P  `quantizer`: the clean-face feature dictionary (K codes), ρ* = argmin_k ‖E(y)(i,j) − ρ_k‖², learned on
+  retouched images y only.
+- R  `reconstructor`: decodes quantized codes; x̃ = R(E_ρ(x)) is x redrawn from clean-face codes.
+- H  `mask_net` and its mean teacher H̄ `mask_teacher`: a U-Net on concat(x, x̃) → imperfection logits;
+  θ_H̄ ← μ θ_H̄ + (1 − μ) θ_H (μ = 0.99) after every H step.
+- T  `transformer`: Selective Self-Attention Blocks on the multi-scale tokens with the weighting map
+  f_H(x) = σ(H̄(x, x̃)) resized to the token grid.
+- G  `decoder`: writes T's change of the tokens back onto the encoder features and decodes ŷ.
+- D  `discriminator`: pixel-level real/fake with H̄'s mask injected into its layers.
+
+Objective (paper §"Model Training"), one iteration = three steps, in this order:
+1. min_H  L_H̄ + L_H  (optimizer `mask`), then the EMA update of H̄.
+2. min_{P,R} L_prior + L_con^rec  and  min_{E,T,G} L_prior + L_con^rec + L_con^x2y + L_adv^syn: one backward
+   of the sum and a step of the `prior` (P, R) and `generator` (E, T, G) optimizers — P and R receive no
+   gradient from L_con^x2y or L_adv^syn (x̃ only feeds H̄), so this equals the two separate minimisations.
+   D is frozen during this step.
+3. max_D L_adv^disc (optimizer `discriminator`): retouched images (paired and unpaired) are real; the
+   synthesis ŷ and the raw input x itself are fake.
+
+with L_prior = Σ‖E(y) − ρ*‖² (VQ codebook + commitment terms), L_con^rec = η‖y − ỹ‖₁ + ‖V(y) − V(ỹ)‖²,
+L_con^x2y = ζ‖y_a − ŷ_a‖₁ + ‖V(y_a) − V(ŷ_a)‖² (V: VGG-19 features), η = ζ = 10.
+
+Our reading of the mask losses (the paper's notation leaves open which network each gradient reaches):
+- H̄ is the teacher: it receives no gradient at all and moves only by the EMA of H.
+- L_H̄ = E‖σ(H(x_a, x̃_a)) − φ(x_a, y_a)‖² is the paired regression of the soft mask to the observed
+  difference φ; it is named after H̄ because H̄ is the network whose output is used, but as H̄ has no
+  trainable parameters of its own it is applied to the student H that H̄ averages.
+- L_H = E[−1{φ>0} log σ(H(x_a, x̃_a))] + λ E_xu[−σ(H̄(x_u, x̃_u)) log σ(H(x_u, x̃_u))], λ = 0.5: confident
+  detection of every changed pixel, plus the mean-teacher consistency on unpaired raw images (the teacher's
+  soft mask is the target of the student's cross-entropy).
+- φ(x, y) = clip((max_c |x − y| − threshold) / scale, 0, 1): the paper only says φ measures the per-pixel
+  difference; the threshold ignores compression noise and the clip makes it a soft mask in [0, 1].
+
+Switches for the paper's ablations: `use_prior=false` (Table 2, w/o P: H sees concat(x, x) instead of
+concat(x, x̃)), `token_levels` with one level (w/ SPS), `attention=global` (w/ GSA), `use_unpaired=false`
+(w/o X_u). `output` chooses how ŷ is formed: "synthesis" (the paper: ŷ = G(...)), "residual" (x + G) or
+"blend" (x + σ(H̄)·G: soft inpainting in pixel space, pixels the mask leaves alone stay the input's).
+"""
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from src.losses.adversarial import discriminator_loss, generator_loss
+from src.losses.perceptual import PerceptualLoss
+from src.models.base import FaceZooModule
+from src.models.components.mask_discriminator import MaskInjectedDiscriminator
+from src.models.components.retouchformer_nets import (
+    MultiScaleEncoder,
+    MultiScaleTokens,
+    ReconstructionDecoder,
+    SynthesisDecoder,
+)
+from src.models.components.selective_attention import SelectiveTransformer
+from src.models.components.unet import UNetGenerator
+from src.models.components.vector_quantizer import VectorQuantizer
+from src.utils.errors import ConfigError
+
+OUTPUTS = ("synthesis", "residual", "blend")
+
+
+def _plain(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg or {})
+
+
+class RetouchFormer(FaceZooModule):
+    def __init__(
+        self,
+        channels: list[int],
+        token_levels: list[int],
+        dim: int = 512,
+        transformer: dict | None = None,
+        codebook: dict | None = None,
+        mask_net: dict | None = None,
+        discriminator: dict | None = None,
+        perceptual: dict | None = None,
+        optimizer: Callable | None = None,
+        scheduler_iterations: int | None = None,
+        attention: str = "selective",
+        use_prior: bool = True,
+        use_unpaired: bool = True,
+        output: str = "synthesis",
+        mu: float = 0.99,
+        lambda_conf: float = 0.5,
+        eta: float = 10.0,
+        zeta: float = 10.0,
+        adv_weight: float = 1.0,
+        gan_loss: str = "vanilla",
+        phi_threshold: float = 0.012,
+        phi_scale: float = 0.12,
+        mask_init_prob: float = 0.02,
+        name: str = "retouchformer",
+        **base_args,
+    ) -> None:
+        super().__init__(**base_args)
+        # plain containers: checkpoints load with torch.load(weights_only=True)
+        channels, token_levels = list(channels), list(token_levels)
+        transformer, codebook, mask_net = _plain(transformer), _plain(codebook), _plain(mask_net)
+        discriminator, perceptual = _plain(discriminator), _plain(perceptual)
+        self.save_hyperparameters(ignore=["optimizer"])
+        if output not in OUTPUTS:
+            raise ConfigError(f"model.output={output!r}: expected one of {OUTPUTS}")
+        if attention not in ("selective", "global"):
+            raise ConfigError(f"model.attention={attention!r}: expected 'selective' or 'global'")
+        code = dict(codebook)
+        code_dim = code.pop("dim", 256)
+        # E
+        self.encoder = MultiScaleEncoder(channels)
+        self.tokens = MultiScaleTokens(channels, token_levels, dim)
+        self.quant_conv = torch.nn.Conv2d(channels[-1], code_dim, 1)
+        # P, R
+        self.quantizer = VectorQuantizer(dim=code_dim, **code)
+        self.reconstructor = ReconstructionDecoder(code_dim, channels)
+        # H, H̄
+        mask_cfg = {"base_channels": 32, "depth": 5, "max_channels": 256, **mask_net}
+        self.mask_net = UNetGenerator(in_channels=6, out_channels=1, tanh=False, **mask_cfg)
+        # imperfections are rare: start from σ(H) ≈ mask_init_prob everywhere (the prior-probability bias
+        # init of Lin et al. 2017) instead of 0.5, so the sparse mask is learned, not unlearned
+        head = self.mask_net.head[-1]
+        torch.nn.init.constant_(head.bias, math.log(mask_init_prob / (1 - mask_init_prob)))
+        self.mask_teacher = self.make_ema(self.mask_net, mu)
+        # T, G, D
+        self.transformer = SelectiveTransformer(dim=dim, mode=attention, **transformer)
+        self.decoder = SynthesisDecoder(channels, token_levels, dim)
+        if output != "synthesis":  # a correction of the input: start from "no change"
+            torch.nn.init.zeros_(self.decoder.head.weight)
+            torch.nn.init.zeros_(self.decoder.head.bias)
+        self.discriminator = MaskInjectedDiscriminator(**discriminator)
+        # V: frozen VGG-19 (not saved in checkpoints); weight 0 switches the perceptual terms off
+        percep = {"weight": 1.0, **perceptual}
+        self.perceptual_weight = float(percep.pop("weight"))
+        self.vgg = PerceptualLoss(**percep) if self.perceptual_weight > 0 else None
+        self._make_optimizer = optimizer or (lambda params: torch.optim.Adam(params, 2e-4, betas=(0.9, 0.99)))
+
+    # -- network groups and optimizers ---------------------------------------------------------------------
+    def groups(self) -> dict[str, list[torch.nn.Module]]:
+        """Which networks each optimizer owns."""
+        return {
+            "prior": [self.quantizer, self.reconstructor],
+            "mask": [self.mask_net],
+            "generator": [self.encoder, self.tokens, self.quant_conv, self.transformer, self.decoder],
+            "discriminator": [self.discriminator],
+        }
+
+    def configure_optimizers(self):
+        optimizers, schedulers = [], []
+        for nets in self.groups().values():
+            params = [p for net in nets for p in net.parameters() if p.requires_grad]
+            opt = self._make_optimizer(params or [torch.nn.Parameter(torch.zeros(()))])
+            optimizers.append(opt)
+            total = self.hparams.scheduler_iterations or self.trainer.estimated_stepping_batches
+            schedulers.append(torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(total))))
+        return optimizers, schedulers
+
+    @property
+    def size_multiple(self) -> int:  # both powers of two; attention windows pad the token grid themselves
+        return max(self.encoder.stride, 2**self.mask_net.depth)
+
+    # -- the forward pieces ---------------------------------------------------------------------------------
+    def prior(self, image: torch.Tensor, learn: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R(E_ρ(image)), L_prior): the image redrawn from its nearest clean-face codes. Only with `learn`
+        (retouched images, in training) may the dictionary update its statistics and re-seed dead codes."""
+        was_training = self.quantizer.training
+        self.quantizer.train(learn and self.training)
+        try:
+            vq = self.quantizer(self.quant_conv(self.encoder(image)[-1]))
+        finally:
+            self.quantizer.train(was_training)
+        return self.reconstructor(vq["quantized"]), vq["loss"]
+
+    def mask_input(self, image: torch.Tensor, redrawn: torch.Tensor) -> torch.Tensor:
+        return torch.cat([image, redrawn if self.hparams.use_prior else image], dim=1)
+
+    def synthesize(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """ŷ from raw x and the soft imperfection mask σ(H̄) (B, 1, H, W)."""
+        feats = self.encoder(x)
+        tokens = self.tokens(feats)
+        weight = F.interpolate(mask, size=tokens.shape[-2:], mode="area").unsqueeze(1)
+        out = self.decoder(feats, tokens, self.transformer(tokens, weight))
+        if self.hparams.output == "residual":
+            return x + out
+        if self.hparams.output == "blend":
+            return x + mask * out
+        return out
+
+    def teacher_mask(self, image: torch.Tensor, redrawn: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.mask_teacher(self.mask_input(image, redrawn)))
+
+    def predict(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
+        redrawn, _ = self.prior(lq)
+        mask = self.teacher_mask(lq, redrawn)
+        return {"image": self.synthesize(lq, mask), "mask": mask, "prior": redrawn}
+
+    def phi(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """φ(x, y): the observed per-pixel difference as a soft mask in [0, 1]."""
+        diff = (x - y).abs().amax(1, keepdim=True)
+        return ((diff - self.hparams.phi_threshold) / self.hparams.phi_scale).clamp(0, 1)
+
+    def consistency(self, target: torch.Tensor, pred: torch.Tensor, l1_weight: float) -> torch.Tensor:
+        """w‖t − p‖₁ + ‖V(t) − V(p)‖² (L_con^rec with w = η, L_con^x2y with w = ζ)."""
+        loss = l1_weight * F.l1_loss(pred, target)
+        if self.vgg is not None:
+            loss = loss + self.perceptual_weight * self.vgg(pred, target)[0]
+        return loss
+
+    # -- training ----------------------------------------------------------------------------------------
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        hp = self.hparams
+        xa, ya = batch["paired"]["raw"], batch["paired"]["retouched"]
+        xu = batch["unpaired_raw"]["raw"] if hp.use_unpaired and "unpaired_raw" in batch else None
+        yu = (
+            batch["unpaired_retouched"]["retouched"]
+            if hp.use_unpaired and "unpaired_retouched" in batch
+            else None
+        )
+        x = xa if xu is None else torch.cat([xa, xu])
+        y = ya if yu is None else torch.cat([ya, yu])
+        na = xa.shape[0]
+        opt_prior, opt_mask, opt_g, opt_d = self.optimizers()
+
+        # 1. min_H L_H̄ + L_H, then θ_H̄ ← μ θ_H̄ + (1 − μ) θ_H
+        with torch.no_grad():
+            x_redrawn = self.prior(x)[0]
+        mask_in = self.mask_input(x, x_redrawn)
+        logits = self.mask_net(mask_in)
+        phi = self.phi(xa, ya)
+        loss_hbar = F.mse_loss(torch.sigmoid(logits[:na]), phi)
+        loss_conf = -(F.logsigmoid(logits[:na]) * (phi > 0)).mean()
+        if xu is not None:
+            with torch.no_grad():
+                target = torch.sigmoid(self.mask_teacher(mask_in[na:]))
+            loss_conf = loss_conf + hp.lambda_conf * -(target * F.logsigmoid(logits[na:])).mean()
+        self.step(opt_mask, loss_hbar + loss_conf)
+        self.mask_teacher.update_parameters(self.mask_net)
+
+        # 2. min_{P,R} L_prior + L_con^rec; min_{E,T,G} L_prior + L_con^rec + L_con^x2y + L_adv^syn
+        with torch.no_grad():
+            mask_x = self.teacher_mask(x, x_redrawn)
+        y_hat = self.synthesize(x, mask_x)
+        y_redrawn, loss_prior = self.prior(y, learn=True)
+        loss_rec = self.consistency(y, y_redrawn, hp.eta)
+        loss_x2y = self.consistency(ya, y_hat[:na], hp.zeta)
+        loss_adv = generator_loss(self.discriminator(y_hat, mask_x), hp.gan_loss)
+        self.step([opt_prior, opt_g], loss_prior + loss_rec + loss_x2y + hp.adv_weight * loss_adv)
+
+        # 3. max_D L_adv^disc: retouched → real; synthesis and raw input → fake
+        with torch.no_grad():
+            mask_y = self.teacher_mask(y, y_redrawn.detach())
+        real = self.discriminator(y, mask_y)
+        fake = self.discriminator(torch.cat([y_hat.detach(), x]), torch.cat([mask_x, mask_x]))
+        loss_d = discriminator_loss(real, fake, hp.gan_loss)
+        self.step(opt_d, loss_d)
+
+        for scheduler in self.lr_schedulers():
+            scheduler.step()
+        return {
+            "mask_hbar": loss_hbar,
+            "mask_conf": loss_conf,
+            "prior": loss_prior,
+            "rec": loss_rec,
+            "x2y": loss_x2y,
+            "g_adv": loss_adv,
+            "d": loss_d,
+        }

@@ -21,7 +21,7 @@ train: install ## Train the default recipe on built-in synthetic data (ARGS="hyd
 	$(PY) -m src.train experiment=$(EXPERIMENT) $(ARGS)
 
 test: install ## Run the test suite without `slow` tests (ARGS="pytest arguments")
-	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow" $(ARGS)
+	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow" --durations=10 $(ARGS)
 
 test-full: install ## Run every test, `slow` included
 	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)

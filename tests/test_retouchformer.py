@@ -151,3 +151,22 @@ def test_tiny_overfit_lowers_x2y_and_raises_mask_soft_iou(tmp_path, data_dir):
     (l1_after, iou_after) = measure()
     assert l1_after < 0.8 * l1_before, (l1_before, l1_after)
     assert iou_after > iou_before + 0.1, (iou_before, iou_after)
+
+
+def test_teacher_negatives_adds_the_other_half_of_the_consistency(tmp_path, data_dir):
+    """With teacher_negatives the unpaired mask term also pulls the student down where the teacher is low."""
+    losses = {}
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model, dm = _build(tmp_path, data_dir, f"model.teacher_negatives={flag}")
+        batch = _batch(dm)
+        step, seen = model.step, []
+
+        def spy(opts, loss, clip=None, step=step, seen=seen):
+            seen.append(loss.item())
+            step(opts, loss, clip)
+
+        model.step = spy
+        _fit(model, batch, 1)
+        losses[flag] = seen[0]  # the mask step comes first
+    assert losses[True] > losses[False] > 0

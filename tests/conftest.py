@@ -69,3 +69,24 @@ def vgg19_folder(tmp_path_factory, vgg19_features) -> Path:
     state["classifier.0.weight"] = torch.zeros(2, 2)  # ignored
     torch.save(state, folder / KNOWN_WEIGHTS["vgg19"].filename)
     return folder
+
+
+def first_batch(datamodule) -> dict:
+    """The first training batch of `datamodule`, transferred (degraded / normalised) as in training."""
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule.on_after_batch_transfer(next(iter(datamodule.train_dataloader())), 0)
+
+
+def fit_repeated(model, batch: dict, n: int):
+    """Train `model` for `n` steps on the same ready batch (no validation, no checkpoints); the Trainer."""
+    import pytorch_lightning as pl
+
+    from src.datamodules.repeated_batch import RepeatedBatchDataModule
+
+    trainer = pl.Trainer(
+        max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, num_sanity_val_steps=0, enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=RepeatedBatchDataModule(batch, n))
+    return trainer

@@ -10,10 +10,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from conftest import TINY
+from conftest import TINY, first_batch, fit_repeated
 from torch import nn
 
-from src.datamodules.repeated_batch import RepeatedBatchDataModule
 from src.models.components.gpen import IRSE50, GPENGenerator, count_parameters, gpen_identity_crop
 from src.models.components.stylegan2 import Discriminator, Generator
 from src.models.gpen_import import (
@@ -226,19 +225,7 @@ def _build(tmp_path, data_dir, *overrides, model="model=gpen"):
 
 def _batch(tmp_path, data_dir, *overrides):
     cfg = compose_config(overrides=[*TINY, *GP, *overrides], output_dir=tmp_path, data_dir=data_dir)
-    dm = instantiate(cfg.datamodule, "datamodule")
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
-
-
-def _fit(model, batch, n: int):
-    trainer = pl.Trainer(
-        max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, num_sanity_val_steps=0, enable_model_summary=False,
-    )
-    trainer.fit(model, datamodule=RepeatedBatchDataModule(batch, n))
-    return trainer
+    return first_batch(instantiate(cfg.datamodule, "datamodule"))
 
 
 def test_prior_from_our_stylegan2_checkpoint_starts_the_fit(tmp_path, data_dir):
@@ -247,7 +234,7 @@ def test_prior_from_our_stylegan2_checkpoint_starts_the_fit(tmp_path, data_dir):
     torch.save({"state_dict": prior.state_dict()}, path)
     model = _build(tmp_path, data_dir, f"model.prior.checkpoint={path}", "model.recipes.paper.lr_encoder=0",
                    "model.recipes.paper.lr_decoder=0", "model.recipes.paper.lr_discriminator=0")
-    _fit(model, _batch(tmp_path, data_dir), 1)  # loads the prior at fit start; lr 0 keeps the weights
+    fit_repeated(model, _batch(tmp_path, data_dir), 1)  # loads the prior at fit start; lr 0 keeps the weights
     for k, v in prior.generator_ema.module.state_dict().items():
         torch.testing.assert_close(model.generator.generator.state_dict()[k], v)
         torch.testing.assert_close(model.generator_ema.module.generator.state_dict()[k], v)
@@ -300,7 +287,7 @@ def test_gpen_trains_on_retouching_pairs(tmp_path, data_dir):
     model = _build(tmp_path, data_dir, "model.size=32")
     batch = _batch(tmp_path, data_dir, "datamodule=synthetic_retouch", "split.gamma=0.5")
     assert "paired" in batch and "lq" not in batch
-    trainer = _fit(model, batch, 1)  # raw → retouched as lq → hq
+    trainer = fit_repeated(model, batch, 1)  # raw → retouched as lq → hq
     assert int(model.batch_counter) == 1 and "train/content" in trainer.callback_metrics
 
 
@@ -325,7 +312,7 @@ def test_paper_learning_rates_and_simple_recipe_identity(tmp_path, data_dir, cap
             return F.normalize(F.adaptive_avg_pool2d(x, 4).flatten(1), dim=1)
 
     simple._identity["net"] = Embed()
-    trainer = _fit(simple, _batch(tmp_path, data_dir), 1)
+    trainer = fit_repeated(simple, _batch(tmp_path, data_dir), 1)
     assert {"train/identity", "train/path", "train/r1"} <= set(trainer.callback_metrics)
     crop = gpen_identity_crop(torch.zeros(1, 3, 512, 512))
     assert crop.shape == (1, 3, 112, 112)
@@ -338,7 +325,7 @@ def test_tiny_gpen_overfits_a_few_pairs(tmp_path, data_dir):
                    "model.recipes.paper.lr_discriminator=2e-4")
     batch = _batch(tmp_path, data_dir)
     before = F.l1_loss(model.restore(batch["lq"])["image"], batch["hq"]).item()
-    _fit(model, batch, 30)
+    fit_repeated(model, batch, 30)
     after = F.l1_loss(model.restore(batch["lq"])["image"], batch["hq"]).item()
     assert after < 0.6 * before, (before, after)
 

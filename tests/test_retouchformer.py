@@ -4,12 +4,10 @@ recipe's weights check and a tiny overfit (L_con^x2y falls, mask Soft-IoU rises)
 import copy
 
 import pytest
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from conftest import TINY
+from conftest import TINY, first_batch, fit_repeated
 
-from src.datamodules.repeated_batch import RepeatedBatchDataModule
 from src.metrics import SoftIoU
 from src.utils.compose import compose_config
 from src.utils.errors import ConfigError, WeightsNotFoundError
@@ -21,26 +19,6 @@ RF = ["model=retouchformer", "split.gamma=0.5"]
 def _build(tmp_path, data_dir, *overrides):
     cfg = compose_config(overrides=[*TINY, *RF, *overrides], output_dir=tmp_path, data_dir=data_dir)
     return instantiate(cfg.model, "model"), instantiate(cfg.datamodule, "datamodule")
-
-
-def _batch(dm):
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
-
-
-def _fit(model, batch, n: int):
-    trainer = pl.Trainer(
-        max_epochs=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, datamodule=RepeatedBatchDataModule(batch, n))
-    return trainer
 
 
 def _params(module):
@@ -60,9 +38,9 @@ def test_restore_gives_image_and_soft_mask(tmp_path, data_dir):
 
 def test_mean_teacher_update_is_exact_and_gets_no_gradient(tmp_path, data_dir):
     model, dm = _build(tmp_path, data_dir, "model.mu=0.9")
-    batch = _batch(dm)
+    batch = first_batch(dm)
     teacher_before = copy.deepcopy(model.mask_teacher.module.state_dict())
-    _fit(model, batch, 1)
+    fit_repeated(model, batch, 1)
     student = model.mask_net.state_dict()
     for name, value in model.mask_teacher.module.state_dict().items():
         torch.testing.assert_close(
@@ -74,7 +52,7 @@ def test_mean_teacher_update_is_exact_and_gets_no_gradient(tmp_path, data_dir):
 
 def test_each_optimizer_updates_only_its_networks(tmp_path, data_dir):
     model, dm = _build(tmp_path, data_dir)
-    batch = _batch(dm)
+    batch = first_batch(dm)
     owners = {
         group: {f"{name}." for name, child in model.named_children() if any(child is net for net in nets)}
         for group, nets in model.groups().items()
@@ -87,7 +65,7 @@ def test_each_optimizer_updates_only_its_networks(tmp_path, data_dir):
         calls.append({n for n, p in model.named_parameters() if not torch.equal(before[n], p)})
 
     model.step = spy
-    _fit(model, batch, 1)
+    fit_repeated(model, batch, 1)
     assert len(calls) == 3  # mask, prior + generator, discriminator
     expected = [owners["mask"], owners["prior"] | owners["generator"], owners["discriminator"]]
     for changed, prefixes in zip(calls, expected, strict=True):
@@ -113,7 +91,7 @@ def test_ablation_switches_change_what_they_claim(tmp_path, data_dir):
         assert torch.equal(full.transformer(tokens, clean), tokens)  # no imperfection: nothing changes
         assert not torch.allclose(gsa.transformer(tokens, clean), tokens)
 
-    batch = _batch(dm)  # w/o X_u: the unpaired parts of the batch are ignored
+    batch = first_batch(dm)  # w/o X_u: the unpaired parts of the batch are ignored
     seen = {}
     for name, overrides in {"with": [], "without": ["model.use_unpaired=false"]}.items():
         model, _ = _build(tmp_path, data_dir, *overrides)
@@ -121,7 +99,7 @@ def test_ablation_switches_change_what_they_claim(tmp_path, data_dir):
         model.discriminator.register_forward_hook(
             lambda m, args, out, sizes=sizes: sizes.append(args[0].shape[0])
         )
-        _fit(model, batch, 1)
+        fit_repeated(model, batch, 1)
         seen[name] = sizes
     n_paired, n_all = batch["paired"]["raw"].shape[0], 2 * batch["paired"]["raw"].shape[0]
     assert seen["with"][-1] == 2 * n_all and seen["without"][-1] == 2 * n_paired
@@ -137,7 +115,7 @@ def test_paper_recipe_refuses_to_start_without_vgg19(tmp_path, monkeypatch):
 
 def test_tiny_overfit_lowers_x2y_and_raises_mask_soft_iou(tmp_path, data_dir):
     model, dm = _build(tmp_path, data_dir, "model.mu=0.5", "model.optimizer.lr=1e-3")  # output: synthesis
-    batch = _batch(dm)
+    batch = first_batch(dm)
     raw, retouched, true_mask = (batch["paired"][k] for k in ("raw", "retouched", "mask"))
 
     def measure():
@@ -147,7 +125,7 @@ def test_tiny_overfit_lowers_x2y_and_raises_mask_soft_iou(tmp_path, data_dir):
         return F.l1_loss(out["image"], retouched).item(), iou.compute().item()
 
     (l1_before, iou_before) = measure()
-    _fit(model, batch, 60)
+    fit_repeated(model, batch, 60)
     (l1_after, iou_after) = measure()
     assert l1_after < 0.8 * l1_before, (l1_before, l1_after)
     assert iou_after > iou_before + 0.1, (iou_before, iou_after)
@@ -159,7 +137,7 @@ def test_teacher_negatives_adds_the_other_half_of_the_consistency(tmp_path, data
     for flag in (False, True):
         torch.manual_seed(0)
         model, dm = _build(tmp_path, data_dir, f"model.teacher_negatives={flag}")
-        batch = _batch(dm)
+        batch = first_batch(dm)
         step, seen = model.step, []
 
         def spy(opts, loss, clip=None, step=step, seen=seen):
@@ -167,6 +145,6 @@ def test_teacher_negatives_adds_the_other_half_of_the_consistency(tmp_path, data
             step(opts, loss, clip)
 
         model.step = spy
-        _fit(model, batch, 1)
+        fit_repeated(model, batch, 1)
         losses[flag] = seen[0]  # the mask step comes first
     assert losses[True] > losses[False] > 0

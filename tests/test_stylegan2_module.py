@@ -5,12 +5,10 @@ image-based EMA, sampling as `restore`, and validation without PSNR. Networks ar
 import copy
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from conftest import TINY
+from conftest import TINY, first_batch, fit_repeated
 
 import src.models.stylegan2 as sg_module
-from src.datamodules.repeated_batch import RepeatedBatchDataModule
 from src.train import train
 from src.utils.compose import compose_config
 from src.utils.instantiate import instantiate
@@ -21,21 +19,6 @@ SG = ["model=stylegan2", "datamodule=synthetic_restore"]
 def _build(tmp_path, data_dir, *overrides):
     cfg = compose_config(overrides=[*TINY, *SG, *overrides], output_dir=tmp_path, data_dir=data_dir)
     return instantiate(cfg.model, "model"), instantiate(cfg.datamodule, "datamodule")
-
-
-def _batch(dm):
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
-
-
-def _fit(model, batch, n: int):
-    trainer = pl.Trainer(
-        max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, num_sanity_val_steps=0, enable_model_summary=False,
-    )
-    trainer.fit(model, datamodule=RepeatedBatchDataModule(batch, n))
-    return trainer
 
 
 def test_r1_every_16_and_path_length_every_4_batches(tmp_path, data_dir, monkeypatch):
@@ -53,7 +36,7 @@ def test_r1_every_16_and_path_length_every_4_batches(tmp_path, data_dir, monkeyp
 
     monkeypatch.setattr(sg_module, "r1_penalty", counting_r1)
     monkeypatch.setattr(sg_module, "path_length_penalty", counting_path)
-    trainer = _fit(model, _batch(dm), 17)
+    trainer = fit_repeated(model, first_batch(dm), 17)
     assert calls["r1"] == [0, 16]
     assert calls["path"] == [(c, 2) for c in (0, 4, 8, 12, 16)]  # on half the batch of 4
     assert int(model.batch_counter) == 17 and model.mean_path_length > 0
@@ -62,7 +45,7 @@ def test_r1_every_16_and_path_length_every_4_batches(tmp_path, data_dir, monkeyp
 
 def test_real_images_of_a_retouching_batch(tmp_path, data_dir):
     model, dm = _build(tmp_path, data_dir, "datamodule=synthetic_retouch", "split.gamma=0.5")
-    batch = _batch(dm)
+    batch = first_batch(dm)
     real = model.real_images(batch)
     expected = torch.cat([batch["paired"]["retouched"], batch["unpaired_retouched"]["retouched"]])
     torch.testing.assert_close(real, expected)  # every retouched (clean) face, paired or not
@@ -97,7 +80,7 @@ def test_one_step_runs_and_ema_moves_toward_the_generator(tmp_path, data_dir):
     # half-life 4 images at batch 4: beta = 0.5 exactly
     model, dm = _build(tmp_path, data_dir, "model.ema_half_life_images=4")
     before = copy.deepcopy(model.generator_ema.module.state_dict())
-    _fit(model, _batch(dm), 1)
+    fit_repeated(model, first_batch(dm), 1)
     g = model.generator.state_dict()
     moved = [k for k in g if not torch.equal(before[k], g[k])]
     assert moved and int(model.batch_counter) == 1

@@ -90,3 +90,38 @@ def fit_repeated(model, batch: dict, n: int):
     )
     trainer.fit(model, datamodule=RepeatedBatchDataModule(batch, n))
     return trainer
+
+
+class LossRecorder:
+    """A Lightning callback (built lazily: conftest must not import Lightning early) recording, after every
+    training batch, the logged `train/<key>` values (plus `extra(pl_module)` values) and the batch counter;
+    with `save_at`, saves a checkpoint to `path` after that many batches."""
+
+    def __new__(cls, keys=("l1",), save_at: int | None = None, path=None, extra=None):
+        import pytorch_lightning as pl
+
+        class _Recorder(pl.Callback):
+            def __init__(self) -> None:
+                self.losses, self.counters = [], []
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                values = [float(trainer.callback_metrics[f"train/{k}"]) for k in keys]
+                self.losses.append([*values, *(extra(pl_module) if extra else [])])
+                self.counters.append(int(pl_module.batch_counter))
+                if save_at is not None and len(self.counters) == save_at:
+                    trainer.save_checkpoint(path)
+
+        return _Recorder()
+
+
+def train_with(cfg, callback, monkeypatch) -> dict:
+    """Run `src.train.train(cfg)` with one extra callback; its metrics."""
+    import src.train as train_module
+    from src.utils.instantiate import instantiate_group as original
+
+    def with_callback(group, what):
+        objects = original(group, what)
+        return objects + [callback] if what == "callbacks" else objects
+
+    monkeypatch.setattr(train_module, "instantiate_group", with_callback)
+    return train_module.train(cfg)

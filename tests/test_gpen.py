@@ -7,10 +7,9 @@ Networks are built with random weights on purpose; release-size ones on the meta
 import math
 
 import pytest
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from conftest import TINY, first_batch, fit_repeated
+from conftest import TINY, LossRecorder, first_batch, fit_repeated, train_with
 from torch import nn
 
 from src.models.components.gpen import IRSE50, GPENGenerator, count_parameters, gpen_identity_crop
@@ -22,7 +21,6 @@ from src.models.gpen_import import (
     infer_gpen_config,
 )
 from src.models.gpen_import import main as gpen_import_main
-from src.train import train
 from src.utils.compose import compose_config
 from src.utils.errors import FacezooError, WeightsNotFoundError
 from src.utils.instantiate import instantiate
@@ -330,31 +328,11 @@ def test_tiny_gpen_overfits_a_few_pairs(tmp_path, data_dir):
     assert after < 0.6 * before, (before, after)
 
 
-class Recorder(pl.Callback):
-    """Per-batch losses and batch counter; saves a checkpoint after batch `save_at`."""
-
-    def __init__(self, save_at=None, path=None) -> None:
-        self.losses, self.counters, self.save_at, self.path = [], [], save_at, path
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        m = trainer.callback_metrics
-        losses = [float(m[f"train/{k}"]) for k in ("d", "g_adv", "content", "fm")]
-        self.losses.append([*losses, float(pl_module.mean_path_length)])
-        self.counters.append(int(pl_module.batch_counter))
-        if self.save_at is not None and len(self.counters) == self.save_at:
-            trainer.save_checkpoint(self.path)
+GPEN_LOSSES = ("d", "g_adv", "content", "fm")
 
 
-def _train_with(cfg, recorder, monkeypatch):
-    import src.train as train_module
-    from src.utils.instantiate import instantiate_group as original
-
-    def with_recorder(group, what):
-        objects = original(group, what)
-        return objects + [recorder] if what == "callbacks" else objects
-
-    monkeypatch.setattr(train_module, "instantiate_group", with_recorder)
-    return train(cfg)
+def _path_mean(module):
+    return [float(module.mean_path_length)]
 
 
 def test_resume_continues_exactly(tmp_path, data_dir, monkeypatch):
@@ -362,18 +340,18 @@ def test_resume_continues_exactly(tmp_path, data_dir, monkeypatch):
     overrides = [*TINY, *GP, "model.size=32", "trainer.max_epochs=2", "trainer.limit_train_batches=3",
                  "model.r1_every=2", "model.path_every=2", "model.recipes.paper.path_weight=2",
                  "model.ema_rampup=0.05"]
-    full = Recorder()
+    full = LossRecorder(GPEN_LOSSES, extra=_path_mean)
     cfg = compose_config(overrides=overrides, output_dir=tmp_path / "full", data_dir=data_dir)
-    metrics = _train_with(cfg, full, monkeypatch)
+    metrics = train_with(cfg, full, monkeypatch)
     assert full.counters == [1, 2, 3, 4, 5, 6]
     mid = tmp_path / "mid.ckpt"
-    _train_with(compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir),
-                Recorder(save_at=2, path=mid), monkeypatch)
-    resumed = Recorder()
+    train_with(compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir),
+                LossRecorder(GPEN_LOSSES, save_at=2, path=mid, extra=_path_mean), monkeypatch)
+    resumed = LossRecorder(GPEN_LOSSES, extra=_path_mean)
     cfg = compose_config(
         overrides=[*overrides, f"ckpt_path={mid}"], output_dir=tmp_path / "b", data_dir=data_dir
     )
-    metrics_resumed = _train_with(cfg, resumed, monkeypatch)
+    metrics_resumed = train_with(cfg, resumed, monkeypatch)
     assert resumed.counters == full.counters[2:]
     flat = [v for batch in resumed.losses for v in batch]
     assert flat == pytest.approx([v for batch in full.losses[2:] for v in batch], rel=1e-5, abs=1e-6)

@@ -3,40 +3,12 @@
 import json
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from conftest import TINY
+from conftest import TINY, LossRecorder, train_with
 
 from src.eval import evaluate
 from src.train import train
 from src.utils.compose import compose_config
-
-
-class LossRecorder(pl.Callback):
-    """Records the generator's L1 loss and the module's batch counter after every training batch."""
-
-    def __init__(self, save_at: int | None = None, path=None) -> None:
-        self.losses, self.counters = [], []
-        self.save_at, self.path = save_at, path
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.losses.append(float(trainer.callback_metrics["train/l1"]))
-        self.counters.append(int(pl_module.batch_counter))
-        if self.save_at is not None and len(self.losses) == self.save_at:
-            trainer.save_checkpoint(self.path)
-
-
-def _train_with(cfg, recorder, monkeypatch):
-    """Run train(cfg) with an extra callback."""
-    import src.train as train_module
-    from src.utils.instantiate import instantiate_group as original
-
-    def with_recorder(group, what):
-        objects = original(group, what)
-        return objects + [recorder] if what == "callbacks" else objects
-
-    monkeypatch.setattr(train_module, "instantiate_group", with_recorder)
-    return train(cfg)
 
 
 def test_train_writes_checkpoints_metrics_and_grid(tmp_path, data_dir):
@@ -58,7 +30,7 @@ def test_train_writes_checkpoints_metrics_and_grid(tmp_path, data_dir):
 def test_resume_continues_with_same_counter_and_losses(tmp_path, data_dir, monkeypatch):
     overrides = [*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "split.gamma=0.5"]
     full = LossRecorder()
-    _train_with(
+    train_with(
         compose_config(overrides=overrides, output_dir=tmp_path / "full", data_dir=data_dir),
         full,
         monkeypatch,
@@ -67,16 +39,17 @@ def test_resume_continues_with_same_counter_and_losses(tmp_path, data_dir, monke
 
     mid = tmp_path / "mid.ckpt"  # saved after batch 2 of epoch 0: a mid-epoch interruption
     first = LossRecorder(save_at=2, path=mid)
-    _train_with(
+    train_with(
         compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir), first, monkeypatch
     )
     resumed = LossRecorder()
     cfg = compose_config(
         overrides=[*overrides, f"ckpt_path={mid}"], output_dir=tmp_path / "b", data_dir=data_dir
     )
-    _train_with(cfg, resumed, monkeypatch)
+    train_with(cfg, resumed, monkeypatch)
     assert resumed.counters == full.counters[2:]
-    assert resumed.losses == pytest.approx(full.losses[2:], rel=1e-5, abs=1e-6)
+    flat = [v for batch in resumed.losses for v in batch]
+    assert flat == pytest.approx([v for batch in full.losses[2:] for v in batch], rel=1e-5, abs=1e-6)
 
 
 def test_eval_reproduces_test_metrics_from_checkpoint(tmp_path, data_dir):

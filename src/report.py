@@ -26,7 +26,13 @@ from src.utils.errors import ConfigError, DataError, FacezooError
 PREFIX = "test/"
 FAILED = "failed (no metrics.json)"
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "soft_iou": True}
-BASELINE = "_input"  # test/psnr_input: the input-vs-target identity baseline of test/psnr
+# reference points logged next to a metric: test/psnr_input (the input itself as the answer) and
+# test/soft_iou_const (the best constant mask); drawn dashed on the metric's plot
+BASELINES = {"_input": "input vs target", "_const": "best constant mask"}
+
+
+def _baseline_suffix(key: str) -> str:
+    return next((suffix for suffix in BASELINES if key.endswith(suffix)), "")
 LPIPS_MISSING = "LPIPS: unavailable (backbone weights not found; see `python -m src.utils.pretrained`)."
 
 
@@ -131,8 +137,9 @@ def _columns(rows: list[dict]) -> tuple[list[str], list[str]]:
     order = list(HIGHER_IS_BETTER)
 
     def rank(key: str) -> tuple:
-        base = key.removeprefix(PREFIX).removesuffix(BASELINE)
-        return (order.index(base) if base in order else len(order), base, key.endswith(BASELINE))
+        suffix = _baseline_suffix(key)
+        base = key.removeprefix(PREFIX).removesuffix(suffix) if suffix else key.removeprefix(PREFIX)
+        return (order.index(base) if base in order else len(order), base, bool(suffix))
 
     return settings, sorted((k for k in keys if k.startswith(PREFIX)), key=rank)
 
@@ -176,7 +183,7 @@ def _plot(rows: list[dict], x: str, settings: list[str], metrics: list[str], pat
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    shown = [m for m in metrics if not m.endswith(BASELINE)]
+    shown = [m for m in metrics if not _baseline_suffix(m)]
     others = [s for s in settings if s != x]
     groups: dict[str, list[dict]] = {}
     for row in rows:
@@ -189,9 +196,10 @@ def _plot(rows: list[dict], x: str, settings: list[str], metrics: list[str], pat
             points = sorted((float(r[x]), r[metric]) for r in group if metric in r)
             if points:
                 ax.plot(*zip(*points, strict=True), "o-", label=label or None)
-        baseline = sorted((float(r[x]), r[metric + BASELINE]) for r in rows if metric + BASELINE in r)
-        if baseline:
-            ax.plot(*zip(*baseline, strict=True), "--", color="gray", label="input vs target")
+        for suffix, name in BASELINES.items():
+            baseline = sorted((float(r[x]), r[metric + suffix]) for r in rows if metric + suffix in r)
+            if baseline:
+                ax.plot(*zip(*baseline, strict=True), "--", color="gray", label=name)
         ax.set(xlabel=x, ylabel=_label(metric), xscale="log" if log_x else "linear")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[1]:

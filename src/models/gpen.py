@@ -33,7 +33,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from src.losses.adversarial import discriminator_loss, generator_loss
@@ -42,6 +41,7 @@ from src.models.components.gpen import IRSE50, GPENGenerator, gpen_identity_crop
 from src.models.gpen_import import import_stylegan2_prior, match_state_dict
 from src.models.stylegan2 import LazyRegularizedGAN, resize_to
 from src.utils.errors import ConfigError, FacezooError, WeightsNotFoundError
+from src.utils.instantiate import plain_dict
 from src.utils.pretrained import KNOWN_WEIGHTS, load_state_dict, resolve, warn_random_init
 
 log = logging.getLogger("facezoo")
@@ -52,10 +52,6 @@ RECIPE_KEYS = (
 )
 CONTENT = {"l1": F.l1_loss, "smooth_l1": F.smooth_l1_loss}
 FM_CRITERIA = {"mse": F.mse_loss, "l1": F.l1_loss}
-
-
-def _plain(cfg) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg or {})
 
 
 class GPEN(LazyRegularizedGAN):
@@ -83,7 +79,8 @@ class GPEN(LazyRegularizedGAN):
         **base_args,
     ) -> None:
         super().__init__(**base_args)
-        recipes, prior, identity, betas = _plain(recipes), _plain(prior), _plain(identity), list(betas)
+        recipes, prior, identity = plain_dict(recipes), plain_dict(prior), plain_dict(identity)
+        betas = list(betas)
         self.save_hyperparameters(ignore=["generator", "discriminator"])
         if recipe not in recipes:
             raise ConfigError(

@@ -51,7 +51,6 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 
 from src.losses.adversarial import discriminator_loss, generator_loss
 from src.losses.perceptual import PerceptualLoss
@@ -67,12 +66,9 @@ from src.models.components.selective_attention import SelectiveTransformer
 from src.models.components.unet import UNetGenerator
 from src.models.components.vector_quantizer import VectorQuantizer
 from src.utils.errors import ConfigError
+from src.utils.instantiate import plain_dict
 
 OUTPUTS = ("synthesis", "residual", "blend")
-
-
-def _plain(cfg) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg or {})
 
 
 class RetouchFormer(FaceZooModule):
@@ -108,8 +104,8 @@ class RetouchFormer(FaceZooModule):
         super().__init__(**base_args)
         # plain containers: checkpoints load with torch.load(weights_only=True)
         channels, token_levels = list(channels), list(token_levels)
-        transformer, codebook, mask_net = _plain(transformer), _plain(codebook), _plain(mask_net)
-        discriminator, perceptual = _plain(discriminator), _plain(perceptual)
+        transformer, codebook, mask_net = plain_dict(transformer), plain_dict(codebook), plain_dict(mask_net)
+        discriminator, perceptual = plain_dict(discriminator), plain_dict(perceptual)
         self.save_hyperparameters(ignore=["optimizer"])
         if output not in OUTPUTS:
             raise ConfigError(f"model.output={output!r}: expected one of {OUTPUTS}")
@@ -170,13 +166,14 @@ class RetouchFormer(FaceZooModule):
         return max(self.encoder.stride, 2**self.mask_net.depth)
 
     # -- the forward pieces ---------------------------------------------------------------------------------
-    def prior(self, image: torch.Tensor, learn: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """(R(E_ρ(image)), L_prior): the image redrawn from its nearest clean-face codes. Only with `learn`
-        (retouched images, in training) may the dictionary update its statistics and re-seed dead codes."""
+    def prior(self, feats: list[torch.Tensor], learn: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R(E_ρ(image)), L_prior) from the image's encoder features E(image): the image redrawn from its
+        nearest clean-face codes. Only with `learn` (retouched images, in training) may the dictionary update
+        its statistics and re-seed dead codes."""
         was_training = self.quantizer.training
         self.quantizer.train(learn and self.training)
         try:
-            vq = self.quantizer(self.quant_conv(self.encoder(image)[-1]))
+            vq = self.quantizer(self.quant_conv(feats[-1]))
         finally:
             self.quantizer.train(was_training)
         return self.reconstructor(vq["quantized"]), vq["loss"]
@@ -184,9 +181,8 @@ class RetouchFormer(FaceZooModule):
     def mask_input(self, image: torch.Tensor, redrawn: torch.Tensor) -> torch.Tensor:
         return torch.cat([image, redrawn if self.hparams.use_prior else image], dim=1)
 
-    def synthesize(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """ŷ from raw x and the soft imperfection mask σ(H̄) (B, 1, H, W)."""
-        feats = self.encoder(x)
+    def synthesize(self, x: torch.Tensor, feats: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        """ŷ from raw x, its encoder features E(x) and the soft imperfection mask σ(H̄) (B, 1, H, W)."""
         tokens = self.tokens(feats)
         weight = F.interpolate(mask, size=tokens.shape[-2:], mode="area").unsqueeze(1)
         out = self.decoder(feats, tokens, self.transformer(tokens, weight))
@@ -200,9 +196,10 @@ class RetouchFormer(FaceZooModule):
         return torch.sigmoid(self.mask_teacher(self.mask_input(image, redrawn)))
 
     def predict(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
-        redrawn, _ = self.prior(lq)
+        feats = self.encoder(lq)  # shared by the prior and the synthesis
+        redrawn, _ = self.prior(feats)
         mask = self.teacher_mask(lq, redrawn)
-        return {"image": self.synthesize(lq, mask), "mask": mask, "prior": redrawn}
+        return {"image": self.synthesize(lq, feats, mask), "mask": mask, "prior": redrawn}
 
     def phi(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """φ(x, y): the observed per-pixel difference as a soft mask in [0, 1]."""
@@ -231,9 +228,12 @@ class RetouchFormer(FaceZooModule):
         na = xa.shape[0]
         opt_prior, opt_mask, opt_g, opt_d = self.optimizers()
 
+        # E(x) once for both steps: the mask step does not change E (its graph waits for step 2)
+        feats_x = self.encoder(x)
+
         # 1. min_H L_H̄ + L_H, then θ_H̄ ← μ θ_H̄ + (1 − μ) θ_H
         with torch.no_grad():
-            x_redrawn = self.prior(x)[0]
+            x_redrawn = self.prior([f.detach() for f in feats_x])[0]
         mask_in = self.mask_input(x, x_redrawn)
         logits = self.mask_net(mask_in)
         phi = self.phi(xa, ya)
@@ -252,8 +252,8 @@ class RetouchFormer(FaceZooModule):
         # 2. min_{P,R} L_prior + L_con^rec; min_{E,T,G} L_prior + L_con^rec + L_con^x2y + L_adv^syn
         with torch.no_grad():
             mask_x = self.teacher_mask(x, x_redrawn)
-        y_hat = self.synthesize(x, mask_x)
-        y_redrawn, loss_prior = self.prior(y, learn=True)
+        y_hat = self.synthesize(x, feats_x, mask_x)
+        y_redrawn, loss_prior = self.prior(self.encoder(y), learn=True)
         loss_rec = self.consistency(y, y_redrawn, hp.eta)
         loss_x2y = self.consistency(ya, y_hat[:na], hp.zeta)
         loss_adv = generator_loss(self.discriminator(y_hat, mask_x), hp.gan_loss)

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 
 import hydra
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.utils.errors import ConfigError, FacezooError
 
@@ -36,3 +36,9 @@ def instantiate_group(group: DictConfig | None, what: str) -> list:
     return [
         instantiate(node, f"{what}.{name}") for name, node in group.items() if node and "_target_" in node
     ]
+
+
+def plain_dict(node) -> dict:
+    """A config node (or mapping, or None) as a plain dict, so module hyperparameters saved in checkpoints
+    load with torch.load(weights_only=True)."""
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})

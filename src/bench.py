@@ -59,6 +59,26 @@ MODELS: dict[str, ModelEntry] = {
         batch={"small": 4, "paper": 1},
         task="restore",
     ),
+    "gfpgan": ModelEntry(  # the release architecture (GFPGANv1Clean)
+        overrides={
+            "small": ["experiment=gfpgan_synthetic"],  # 128 px, narrow 0.25, every loss of the paper recipe
+            # GFPGANv1.3/1.4 sizes (87.1M with the prior; D 24.0M, 3 x 1.1M component Ds); a random VGG-19
+            # stands in when the ImageNet file is absent (same cost); ArcFace is skipped without its file
+            "paper": ["model.prior.from_scratch=true", "model.perceptual.allow_random=true"],
+        },
+        sizes={"small": 128, "paper": 512},
+        batch={"small": 4, "paper": 1},
+        task="restore",
+    ),
+    "gfpgan_v1": ModelEntry(  # the paper's equalized-LR GFPGANv1 (official training architecture, 76.9M)
+        overrides={
+            "small": ["experiment=gfpgan_synthetic", "model=gfpgan_v1"],
+            "paper": ["model.prior.from_scratch=true", "model.perceptual.allow_random=true"],
+        },
+        sizes={"small": 128, "paper": 512},
+        batch={"small": 4, "paper": 1},
+        task="restore",
+    ),
     "stylegan2": ModelEntry(  # unconditional pretraining (GPEN stage 1); restore() draws EMA samples
         overrides={
             "small": ["experiment=stylegan2_synthetic"],  # 64 px, 64 channels, batch 8
@@ -93,7 +113,7 @@ def _batch(task: str, size: int, batch: int, device) -> dict:
 
     faces = render_faces(range(batch), size=size, seed=0, device=device)
     if task == "restore":
-        return {"lq": faces["image"] * 0.8, "hq": faces["image"]}
+        return {"lq": faces["image"] * 0.8, "hq": faces["image"], "boxes": faces["boxes"]}
     raw, mask = add_blemishes(faces["image"], faces["parsing"], range(batch), seed=0)
     paired = {"raw": raw, "retouched": faces["image"], "mask": mask}
     return {

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from conftest import TINY, LossRecorder, first_batch, fit_repeated, train_with
 from torch import nn
 
-from src.models.components.gpen import IRSE50, GPENGenerator, count_parameters, gpen_identity_crop
+from src.models.components.arcface import IRSE50, gpen_identity_crop
+from src.models.components.gpen import GPENGenerator, count_parameters
 from src.models.components.stylegan2 import Discriminator, Generator
 from src.models.gpen_import import (
     import_gpen_discriminator,

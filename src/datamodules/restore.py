@@ -4,6 +4,11 @@ Training and validation batches carry `hq` only until `on_after_batch_transfer`,
 degradation (kornia, on the batch's device, seeded by the batch's draws) adds `lq`; validation draws are the
 same every epoch, so validation LQ images are identical across epochs and runs. A test set given as LQ/HQ
 folders is used as is. With `synthetic` set, `prepare_data` renders procedural clean faces into `data_dir`.
+
+`component_boxes` adds `boxes` (B, 4, 4) float32 to every batch: eye, nose and mouth boxes in the pixels of
+the images as loaded (src/datamodules/boxes.py), for GFP-GAN's facial-component discriminators. `use_hflip`
+flips training samples horizontally (p 0.5) before the degradation, images and boxes together, as GFP-GAN's
+FFHQDegradationDataset does (`augment(img_gt, hflip=True)`, then `get_component_coordinates(index, status)`).
 """
 
 from pathlib import Path
@@ -11,12 +16,42 @@ from pathlib import Path
 import torch
 
 from src.datamodules.base import FaceDataModule
+from src.datamodules.boxes import (
+    BOXES_JSON,
+    ComponentBoxes,
+    hflip_boxes,
+    landmark_key,
+    load_boxes_json,
+    load_gfpgan_landmarks,
+)
 from src.datamodules.folders import ImageFolder, PairedImageFolders, PlanDataset
-from src.utils.errors import DataError
+from src.utils.errors import ConfigError, DataError
+from src.utils.pretrained import KNOWN_WEIGHTS, resolve
+
+# mixed into the batch seed for the flips: the degradation draws from a generator seeded by the batch seed
+# itself, and its first draws must not decide the flips
+_HFLIP_SALT = 0x6F1E_F11B_5A17
+
+
+class WithBoxes:
+    """Item loader: `load(name)` plus `boxes` (4, 4) in the pixels of the loaded `hq`; picklable (workers)."""
+
+    def __init__(self, load, boxes: ComponentBoxes, paths: dict[str, Path]) -> None:
+        self.load, self.boxes, self.paths = load, boxes, paths
+
+    def __call__(self, name: str) -> dict[str, torch.Tensor]:
+        item = self.load(name)
+        return {**item, "boxes": self.boxes(name, self.paths[name], tuple(item["hq"].shape[-2:]))}
 
 
 class RestoreDataModule(FaceDataModule):
-    """`data_dir/{train,val,test}` hold HQ images; `test_lq_dir` + `test_hq_dir` override the test split."""
+    """`data_dir/{train,val,test}` hold HQ images; `test_lq_dir` + `test_hq_dir` override the test split.
+
+    component_boxes: None (no `boxes`) | "auto" (each split folder's boxes.json, else canonical) | "canonical"
+    (`canonical_boxes` for every image) | GFP-GAN's landmarks file: a path, or `gfpgan_component_boxes` /
+    its file name to find it in the pretrained folders (src/utils/pretrained.resolve).
+    use_hflip: flip training samples horizontally with probability 0.5 (never validation or test).
+    """
 
     def __init__(
         self,
@@ -28,6 +63,8 @@ class RestoreDataModule(FaceDataModule):
         synthetic: dict | None = None,
         skip_bad: bool = False,
         verify_images: bool = True,
+        component_boxes: str | None = None,
+        use_hflip: bool = False,
         **loader_args,
     ) -> None:
         super().__init__(**loader_args)
@@ -36,6 +73,14 @@ class RestoreDataModule(FaceDataModule):
         self.synthetic = dict(synthetic) if synthetic else None
         self.skip_bad, self.verify_images = skip_bad, verify_images
         self.folders: dict[str, ImageFolder | PairedImageFolders] = {}
+        if component_boxes is not None and not str(component_boxes).strip():
+            raise ConfigError(
+                "datamodule.component_boxes is empty: expected null, auto, canonical or the path of "
+                "GFP-GAN's landmarks file (FFHQ_eye_mouth_landmarks_512.pth)"
+            )
+        self.component_boxes, self.use_hflip = component_boxes, bool(use_hflip)
+        self.boxes: dict[str, ComponentBoxes | None] = {}
+        self._landmarks: dict[str, torch.Tensor] | None = None  # read once for all splits
 
     def prepare_data(self) -> None:
         if self.synthetic:
@@ -64,7 +109,28 @@ class RestoreDataModule(FaceDataModule):
                 self.folders[stage] = ImageFolder(
                     self.data_dir / stage, self.image_size, self.skip_bad, self.verify_images
                 )
+            folder = self.folders[stage]
+            hq = folder.hq if isinstance(folder, PairedImageFolders) else folder
+            self.boxes[stage] = self._component_boxes(hq.root)
+            if self.boxes[stage] is not None:
+                self.boxes[stage].check({name: hq.paths[name] for name in folder.names})
         return self.folders[stage]
+
+    def _component_boxes(self, root: Path) -> ComponentBoxes | None:
+        spec = self.component_boxes
+        if spec is None:
+            return None
+        if spec == "canonical":
+            return ComponentBoxes()
+        if spec == "auto":
+            table = load_boxes_json(root)
+            return ComponentBoxes() if table is None else ComponentBoxes(table, None, root / BOXES_JSON)
+        known = KNOWN_WEIGHTS["gfpgan_component_boxes"]
+        named = spec in (known.key, known.filename) and not Path(spec).exists()
+        path = resolve(known.key, None if named else spec, option="datamodule.component_boxes")
+        if self._landmarks is None:
+            self._landmarks = load_gfpgan_landmarks(path)
+        return ComponentBoxes(self._landmarks, source=path, key=landmark_key)
 
     def setup(self, stage: str | None = None) -> None:
         for name in {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
@@ -74,7 +140,10 @@ class RestoreDataModule(FaceDataModule):
 
     def _plan(self, stage: str) -> PlanDataset:
         folder = self._folder(stage)
-        load = folder.pair if isinstance(folder, PairedImageFolders) else folder.hq_item
+        paired = isinstance(folder, PairedImageFolders)
+        load = folder.pair if paired else folder.hq_item
+        if self.boxes[stage] is not None:
+            load = WithBoxes(load, self.boxes[stage], folder.hq.paths if paired else folder.paths)
         return PlanDataset({None: (folder.names, load)})
 
     def train_dataloader(self):
@@ -89,5 +158,19 @@ class RestoreDataModule(FaceDataModule):
     def degrade(self, batch):
         if "lq" in batch:
             return batch
+        # the batch does not say which loader it came from; Lightning's trainer does (base.py checks the same)
+        if self.use_hflip and self.trainer is not None and self.trainer.training:
+            batch = self.hflip(batch)
         out = self.degradation(batch["hq"], seed=self.batch_seed(batch))
         return {**batch, "lq": out["lq"], "hq": out["hq"]}
+
+    def hflip(self, batch: dict) -> dict:
+        """Flip each sample's `hq` (and `boxes`) horizontally with probability 0.5, drawn from a generator
+        seeded by the batch's draws: the same batch flips the same way in every run and after a resume."""
+        hq = batch["hq"]
+        generator = torch.Generator().manual_seed((self.batch_seed(batch) ^ _HFLIP_SALT) % 2**64)
+        flipped = (torch.rand(hq.shape[0], generator=generator) < 0.5).to(hq.device)
+        out = {**batch, "hq": torch.where(flipped.view(-1, 1, 1, 1), hq.flip(-1), hq)}
+        if "boxes" in batch:
+            out["boxes"] = hflip_boxes(batch["boxes"], hq.shape[-1], flipped)
+        return out

@@ -180,6 +180,7 @@ class FaceZooModule(pl.LightningModule):
         lpips = self._lpips["metric"]
         if lpips is not None:
             lpips.to(self.device).update(image, target)
+        self.update_extra_metrics(stage, image, target)
         if true_mask is not None and "mask" in out:
             soft_iou = getattr(self, f"{stage}_soft_iou")
             soft_iou.update(out["mask"], true_mask)
@@ -191,6 +192,10 @@ class FaceZooModule(pl.LightningModule):
             if true_mask is not None and "mask" in out:
                 self.test_const_soft_iou.update(true_mask)
                 self.log("test/soft_iou_const", self.test_const_soft_iou, on_step=False, on_epoch=True)
+
+    def update_extra_metrics(self, stage: str, image: torch.Tensor, target: torch.Tensor) -> None:
+        """A method's own evaluation metrics (e.g. GFP-GAN's identity similarity): `image` is the clamped
+        restoration of the batch, `target` its ground truth. Nothing by default."""
 
     def _log_lpips(self, stage: str) -> None:
         lpips = self._lpips["metric"]

@@ -29,7 +29,6 @@ the output is resized back to the input's size; in training both LQ and HQ are r
 
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -37,12 +36,14 @@ from torch import nn
 
 from src.losses.adversarial import discriminator_loss, generator_loss
 from src.models.base import eval_pair
-from src.models.components.gpen import IRSE50, GPENGenerator, gpen_identity_crop
+from src.models.components.arcface import IRSE50, gpen_identity_crop
+from src.models.components.gpen import GPENGenerator
+from src.models.gan_prior import GANPriorMixin
 from src.models.gpen_import import import_stylegan2_prior, match_state_dict
 from src.models.stylegan2 import LazyRegularizedGAN, resize_to
-from src.utils.errors import ConfigError, FacezooError, WeightsNotFoundError
+from src.utils.errors import ConfigError
 from src.utils.instantiate import plain_dict
-from src.utils.pretrained import KNOWN_WEIGHTS, load_state_dict, resolve, warn_random_init
+from src.utils.pretrained import KNOWN_WEIGHTS, load_state_dict, resolve
 
 log = logging.getLogger("facezoo")
 
@@ -54,7 +55,10 @@ CONTENT = {"l1": F.l1_loss, "smooth_l1": F.smooth_l1_loss}
 FM_CRITERIA = {"mse": F.mse_loss, "l1": F.l1_loss}
 
 
-class GPEN(LazyRegularizedGAN):
+class GPEN(GANPriorMixin, LazyRegularizedGAN):
+    METHOD = "GPEN"
+    PRIOR_FILES = "a model=stylegan2 .ckpt, or a g_ema .pt"
+
     def __init__(
         self,
         generator: GPENGenerator,
@@ -105,19 +109,7 @@ class GPEN(LazyRegularizedGAN):
         self.generator, self.discriminator = generator, discriminator
         self.generator_ema = self.make_ema(generator, 0.0) if ema_half_life_images else None
 
-        self.prior = {"checkpoint": None, "required": False, "from_scratch": False, "discriminator": True}
-        self.prior.update(prior)
-        self._prior_loaded = False
-        if not self.prior["checkpoint"]:
-            if self.prior["from_scratch"]:
-                log.info("GPEN: decoder trained from scratch (model.prior.from_scratch=true), no GAN prior")
-            elif self.prior["required"]:
-                raise WeightsNotFoundError(
-                    "GPEN needs its StyleGAN2 prior (model.prior.required=true): set model.prior.checkpoint="
-                    "<a model=stylegan2 .ckpt, or a g_ema .pt> or model.prior.from_scratch=true"
-                )
-            else:
-                warn_random_init("GPEN decoder (the StyleGAN2 prior; set model.prior.checkpoint)")
+        self.init_prior(prior)
 
         self.identity = {"weights": None, "required": False, **identity}
         self._identity: dict = {"net": None, "path": None}  # frozen IR-SE50 kept out of the checkpoint
@@ -139,43 +131,12 @@ class GPEN(LazyRegularizedGAN):
         return self.generator.size
 
     # -- the GAN prior -------------------------------------------------------------------------------------
-    def _prior_file(self, value: str) -> Path:
-        if value in KNOWN_WEIGHTS:  # e.g. stylegan2_1024_ffhq, searched in the pretrained folders
-            return resolve(value, option="model.prior.checkpoint")
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise WeightsNotFoundError(
-                f"model.prior.checkpoint={value}: file not found (GPEN's StyleGAN2 prior: a model=stylegan2 "
-                "checkpoint or a g_ema .pt; model.prior.from_scratch=true trains without it)"
-            )
-        return path
+    def prior_decoder(self) -> nn.Module:
+        return self.generator.generator
 
-    def load_prior(self, checkpoint: str | None = None) -> bool:
-        """Initialise the decoder (and D, when the prior has one of the same shape) from the prior; the EMA
-        generator follows. → whether anything was loaded."""
-        value = checkpoint or self.prior["checkpoint"]
-        if not value:
-            return False
-        path = self._prior_file(str(value))
-        decoder, d_state = import_stylegan2_prior(load_state_dict(path), self.generator.generator)
-        self.generator.generator.load_state_dict(decoder)
-        what = "decoder"
-        if d_state is not None and self.prior["discriminator"]:
-            try:
-                self.discriminator.load_state_dict(match_state_dict(d_state, self.discriminator, "prior D"))
-                what += " and discriminator"
-            except FacezooError as err:
-                log.warning("GPEN: the prior's discriminator was not loaded: %s", err)
-        if self.generator_ema is not None:
-            self.generator_ema.module.load_state_dict(self.generator.state_dict())
-        self._prior_loaded = True
-        log.info("GPEN: %s initialised from the prior %s", what, path)
-        return True
-
-    def on_fit_start(self) -> None:
-        # a resumed run restores every weight from its checkpoint: the prior only starts a new run
-        if self.trainer.ckpt_path is None and not self._prior_loaded:
-            self.load_prior()
+    @staticmethod
+    def import_prior(state, decoder):
+        return import_stylegan2_prior(state, decoder)
 
     # -- optimizers ----------------------------------------------------------------------------------------
     def configure_optimizers(self):

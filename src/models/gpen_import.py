@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from src.models.import_cli import write_imported_checkpoint
 from src.utils.errors import FacezooError
 from src.utils.pretrained import load_state_dict
 
@@ -252,36 +253,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datamodule", default="ffhq", help="datamodule stored in the checkpoint's config")
     args = parser.parse_args(argv)
 
-    import tempfile
-
-    from omegaconf import OmegaConf, open_dict
-
-    from src.callbacks.checkpointing import CONFIG_KEY
-    from src.utils.compose import compose_config
-    from src.utils.instantiate import instantiate
-
     try:
         g_state = generator_state(args.generator)
         arch = infer_gpen_config(g_state)
-        overrides = [
-            "model=gpen",
-            f"datamodule={args.datamodule}",
-            f"model.size={arch['size']}",
-            f"model.generator.style_dim={arch['style_dim']}",
-            f"model.generator.n_mlp={arch['n_mlp']}",
-            f"model.generator.channel_multiplier={arch['channel_multiplier']}",
-            f"model.generator.narrow={arch['narrow']}",
-            f"model.generator.isconcat={arch['isconcat']}",
-            f"model.discriminator.channel_multiplier={arch['channel_multiplier']}",
-            f"model.discriminator.narrow={arch['narrow']}",
-            f"model.prior.checkpoint={Path(args.generator).resolve()}",
-        ]
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = compose_config(overrides=overrides, output_dir=tmp)
-            with open_dict(cfg):
-                del cfg["hydra"]
-            config = OmegaConf.to_container(cfg, resolve=True)
-            model = instantiate(cfg.model, "model")
+    except FacezooError as err:
+        print(f"facezoo: error: {err}", file=sys.stderr)
+        return 2
+    overrides = [
+        "model=gpen",
+        f"datamodule={args.datamodule}",
+        f"model.size={arch['size']}",
+        f"model.generator.style_dim={arch['style_dim']}",
+        f"model.generator.n_mlp={arch['n_mlp']}",
+        f"model.generator.channel_multiplier={arch['channel_multiplier']}",
+        f"model.generator.narrow={arch['narrow']}",
+        f"model.generator.isconcat={arch['isconcat']}",
+        f"model.discriminator.channel_multiplier={arch['channel_multiplier']}",
+        f"model.discriminator.narrow={arch['narrow']}",
+        f"model.prior.checkpoint={Path(args.generator).resolve()}",
+    ]
+
+    def load(model) -> None:
         weights = match_state_dict(g_state, model.generator, "GPEN generator")
         model.generator.load_state_dict(weights)
         if model.generator_ema is not None:
@@ -289,14 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.discriminator:
             d_weights = import_gpen_discriminator(args.discriminator, model.discriminator)
             model.discriminator.load_state_dict(d_weights)
-    except FacezooError as err:
-        print(f"facezoo: error: {err}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), CONFIG_KEY: config}, out)
-    print(f"wrote {out}: GPEN {arch} (evaluate with: python -m src.eval ckpt_path={out})")
-    return 0
+
+    code = write_imported_checkpoint(overrides, load, args.out)
+    if code == 0:
+        print(f"wrote {args.out}: GPEN {arch} (evaluate with: python -m src.eval ckpt_path={args.out})")
+    return code
 
 
 if __name__ == "__main__":

@@ -13,14 +13,13 @@ Module and parameter names are those of the official `FullGenerator` (face_model
 `generator.*` (rosinality StyleGAN2 names), `ecd0.0.0.weight`, `ecd1.0.0.kernel`, `ecd1.0.1.weight`, …,
 `final_linear.0.weight`, so a released state_dict (GPEN-BFR-512.pth: 163 tensors, 71.0M elements) loads 1:1.
 
-`IRSE50`: the IR-SE50 ArcFace backbone (InsightFace_Pytorch's `Backbone(112, 50, 'ir_se')`, key names of
-model_ir_se50.pth, 397 tensors) used by the official simplified training loop's identity loss.
+The IR-SE50 ArcFace of the identity loss (`IRSE50`, `gpen_identity_crop`) lives in
+src/models/components/arcface.py.
 """
 
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from src.models.components.stylegan2 import (
@@ -101,89 +100,6 @@ class GPENGenerator(nn.Module):
         latent = g.w_plus([code])  # z → w through the mapping network, one w for every layer
         image = g.synthesize(latent, g.input(latent), self.decoder_noise(features))
         return image, (latent if return_latents else None)
-
-
-# --- IR-SE50 (identity embedding) ------------------------------------------------------------------------
-
-
-class SEModule(nn.Module):
-    """Squeeze-and-excitation with 1×1 convs without bias (`fc1`, `fc2`), reduction 16."""
-
-    def __init__(self, channels: int, reduction: int = 16) -> None:
-        super().__init__()
-        self.fc1 = nn.Conv2d(channels, channels // reduction, 1, bias=False)
-        self.fc2 = nn.Conv2d(channels // reduction, channels, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = torch.sigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
-        return x * w
-
-
-class BottleneckIRSE(nn.Module):
-    """Improved residual unit (BN → conv3×3 → PReLU → conv3×3/stride → BN → SE) + shortcut (`res_layer`,
-    `shortcut_layer`): a strided identity (1×1 max pool) when the width is kept, else conv1×1 + BN."""
-
-    def __init__(self, in_channel: int, depth: int, stride: int) -> None:
-        super().__init__()
-        if in_channel == depth:
-            self.shortcut_layer = nn.MaxPool2d(1, stride)
-        else:
-            self.shortcut_layer = nn.Sequential(
-                nn.Conv2d(in_channel, depth, 1, stride, bias=False), nn.BatchNorm2d(depth)
-            )
-        self.res_layer = nn.Sequential(
-            nn.BatchNorm2d(in_channel),
-            nn.Conv2d(in_channel, depth, 3, 1, 1, bias=False),
-            nn.PReLU(depth),
-            nn.Conv2d(depth, depth, 3, stride, 1, bias=False),
-            nn.BatchNorm2d(depth),
-            SEModule(depth, 16),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.res_layer(x) + self.shortcut_layer(x)
-
-
-class IRSE50(nn.Module):
-    """ArcFace IR-SE50 on 112×112 faces in [-1, 1] → L2-normalised 512-d embeddings (eval mode expected).
-
-    Four stages of 3, 4, 14 and 3 units (64, 128, 256, 512 channels), each starting with a stride-2 unit.
-    """
-
-    STAGES = ((64, 64, 3), (64, 128, 4), (128, 256, 14), (256, 512, 3))
-
-    def __init__(self, drop_ratio: float = 0.6) -> None:
-        super().__init__()
-        self.input_layer = nn.Sequential(
-            nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64)
-        )
-        units = []
-        for in_channel, depth, n in self.STAGES:
-            units.append(BottleneckIRSE(in_channel, depth, 2))
-            units += [BottleneckIRSE(depth, depth, 1) for _ in range(n - 1)]
-        self.body = nn.Sequential(*units)
-        self.output_layer = nn.Sequential(
-            nn.BatchNorm2d(512),
-            nn.Dropout(drop_ratio),
-            nn.Flatten(),
-            nn.Linear(512 * 7 * 7, 512),
-            nn.BatchNorm1d(512),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] != (112, 112):
-            raise ValueError(f"IRSE50 expects 112x112 faces, got {tuple(x.shape[-2:])}")
-        return F.normalize(self.output_layer(self.body(self.input_layer(x))), dim=1)
-
-
-def gpen_identity_crop(x: torch.Tensor) -> torch.Tensor:
-    """The face region GPEN's identity loss embeds: rows 35s : H−33s, columns 32s : W−36s with s = H/256
-    (the 188×188 centre of a 256 px aligned face), average-pooled to 112×112."""
-    h, w = x.shape[-2:]
-    s = h / 256
-    top, bottom, left, right = (round(v * s) for v in (35, 33, 32, 36))
-    x = x[..., top : h - bottom, left : w - right]
-    return F.adaptive_avg_pool2d(x, (112, 112))
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:

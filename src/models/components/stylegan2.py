@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.models.components.sft import channel_split_sft
+
 SQRT2 = math.sqrt(2)
 BLUR_KERNEL = (1, 3, 3, 1)
 
@@ -354,7 +356,104 @@ def mixing_noise(batch: int, dim: int, prob: float, device=None) -> list[torch.T
     return list(torch.randn(n, batch, dim, device=device).unbind(0))
 
 
-class Generator(nn.Module):
+class StyleGeneratorAPI:
+    """What every StyleGAN2 generator of the zoo offers (the core `Generator`, GFP-GAN's `CleanGenerator`):
+    z → w (`get_latent`, `mean_latent`, `w_plus`), the synthesis network with optional CS-SFT conditions
+    (`synthesize`) and the rosinality `forward`. A generator class provides `style` (the mapping),
+    `style_dim`, `n_latent`, `num_layers`, `synthesis_layers()`, `first_feature(latent)` and
+    `stored_noise()`."""
+
+    def get_latent(self, z: torch.Tensor) -> torch.Tensor:
+        return self.style(z)
+
+    @torch.no_grad()
+    def mean_latent(self, n: int) -> torch.Tensor:
+        """Average w over n random z: the truncation centre, shape (1, style_dim)."""
+        z = torch.randn(n, self.style_dim, device=next(self.parameters()).device)
+        return self.style(z).mean(0, keepdim=True)
+
+    def w_plus(
+        self,
+        styles: list[torch.Tensor],
+        inject_index: int | None = None,
+        truncation: float = 1.0,
+        truncation_latent: torch.Tensor | None = None,
+        input_is_latent: bool = False,
+    ) -> torch.Tensor:
+        """One or two codes → (B, n_latent, style_dim). z codes go through the mapping unless
+        `input_is_latent`; a single (B, n_latent, style_dim) code is used as it is. Two codes mix: the first
+        drives layers [0, inject_index), the second the rest (inject_index drawn in 1…n_latent−1 if None)."""
+        if not input_is_latent:
+            styles = [self.style(s) for s in styles]
+        if truncation < 1:
+            if truncation_latent is None:
+                raise ValueError("truncation < 1 needs truncation_latent (e.g. generator.mean_latent(4096))")
+            styles = [truncation_latent + truncation * (s - truncation_latent) for s in styles]
+        if len(styles) == 1:
+            s = styles[0]
+            return s if s.ndim == 3 else s.unsqueeze(1).expand(-1, self.n_latent, -1)
+        if inject_index is None:
+            inject_index = int(torch.randint(1, self.n_latent, ()))
+        first, second = (s.unsqueeze(1) for s in styles)
+        n = self.n_latent
+        return torch.cat([first.expand(-1, inject_index, -1), second.expand(-1, n - inject_index, -1)], 1)
+
+    def noise_inputs(self, randomize_noise: bool = True) -> list[torch.Tensor | None]:
+        """One noise input per layer: None (drawn fresh at every call) or the stored noise maps."""
+        return [None] * self.num_layers if randomize_noise else self.stored_noise()
+
+    def synthesize(
+        self,
+        latent: torch.Tensor,
+        feature: torch.Tensor,
+        noise: list[torch.Tensor | None],
+        conditions: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        sft_half: bool = True,
+    ) -> torch.Tensor:
+        """The synthesis network from the first-layer `feature` (the constant, or a feature map), one w per
+        layer in `latent` (B, n_latent, style_dim) and one noise input per layer (None: random).
+
+        `conditions`: GFP-GAN's (scale, shift) per level 8…size, applied by CS-SFT (`channel_split_sft`) to
+        the output of each level's upsampling layer, before its second layer (never at 4×4)."""
+        first_conv, first_to_rgb, convs, to_rgbs = self.synthesis_layers()
+        if len(noise) != self.num_layers:
+            raise ValueError(f"expected {self.num_layers} noise inputs, got {len(noise)}")
+        if conditions is not None and len(conditions) != len(to_rgbs):
+            raise ValueError(
+                f"expected {len(to_rgbs)} (scale, shift) conditions (levels 8…{2 ** (len(to_rgbs) + 2)}), "
+                f"got {len(conditions)}"
+            )
+        out = first_conv(feature, latent[:, 0], noise[0])
+        skip = first_to_rgb(out, latent[:, 1])
+        for level, to_rgb in enumerate(to_rgbs):
+            i = 2 * level + 1  # index of this level's first layer
+            out = convs[i - 1](out, latent[:, i], noise[i])
+            if conditions is not None:
+                out = channel_split_sft(out, *conditions[level], sft_half=sft_half)
+            out = convs[i](out, latent[:, i + 1], noise[i + 1])
+            skip = to_rgb(out, latent[:, i + 2], skip)
+        return skip
+
+    def forward(
+        self,
+        styles: list[torch.Tensor],
+        return_latents: bool = False,
+        inject_index: int | None = None,
+        truncation: float = 1.0,
+        truncation_latent: torch.Tensor | None = None,
+        input_is_latent: bool = False,
+        noise: list[torch.Tensor | None] | None = None,
+        randomize_noise: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """→ (image (B,3,size,size) in about [-1,1], unclamped; w+ latent if `return_latents` else None)."""
+        latent = self.w_plus(styles, inject_index, truncation, truncation_latent, input_is_latent)
+        if noise is None:
+            noise = self.noise_inputs(randomize_noise)
+        image = self.synthesize(latent, self.first_feature(latent), noise)
+        return image, (latent if return_latents else None)
+
+
+class Generator(StyleGeneratorAPI, nn.Module):
     """StyleGAN2 generator (rosinality names): `style` mapping, `input` constant, `conv1` + `to_rgb1` at 4×4,
     then per resolution 8…size an upsampling and a plain StyledConv (`convs.2i`, `convs.2i+1`) and
     `to_rgbs.i`.
@@ -407,81 +506,21 @@ class Generator(nn.Module):
                 res = 2 ** ((i + 5) // 2)
                 self.noises.register_buffer(f"noise_{i}", torch.randn(1, 1, res, res))
 
-    def get_latent(self, z: torch.Tensor) -> torch.Tensor:
-        return self.style(z)
+    def synthesis_layers(self) -> tuple[nn.Module, nn.Module, nn.ModuleList, nn.ModuleList]:
+        return self.conv1, self.to_rgb1, self.convs, self.to_rgbs
 
-    @torch.no_grad()
-    def mean_latent(self, n: int) -> torch.Tensor:
-        """Average w over n random z: the truncation centre, shape (1, style_dim)."""
-        z = torch.randn(n, self.style_dim, device=self.input.input.device)
-        return self.style(z).mean(0, keepdim=True)
-
-    def w_plus(
-        self,
-        styles: list[torch.Tensor],
-        inject_index: int | None = None,
-        truncation: float = 1.0,
-        truncation_latent: torch.Tensor | None = None,
-        input_is_latent: bool = False,
-    ) -> torch.Tensor:
-        """One or two codes → (B, n_latent, style_dim). z codes go through the mapping unless
-        `input_is_latent`; a single (B, n_latent, style_dim) code is used as it is. Two codes mix: the first
-        drives layers [0, inject_index), the second the rest (inject_index drawn in 1…n_latent−1 if None)."""
-        if not input_is_latent:
-            styles = [self.style(s) for s in styles]
-        if truncation < 1:
-            if truncation_latent is None:
-                raise ValueError("truncation < 1 needs truncation_latent (e.g. generator.mean_latent(4096))")
-            styles = [truncation_latent + truncation * (s - truncation_latent) for s in styles]
-        if len(styles) == 1:
-            s = styles[0]
-            return s if s.ndim == 3 else s.unsqueeze(1).expand(-1, self.n_latent, -1)
-        if inject_index is None:
-            inject_index = int(torch.randint(1, self.n_latent, ()))
-        first, second = (s.unsqueeze(1) for s in styles)
-        n = self.n_latent
-        return torch.cat([first.expand(-1, inject_index, -1), second.expand(-1, n - inject_index, -1)], 1)
-
-    def synthesize(
-        self, latent: torch.Tensor, feature: torch.Tensor, noise: list[torch.Tensor | None]
-    ) -> torch.Tensor:
-        """The synthesis network from the first-layer `feature` (the constant, or a feature map), one w per
-        layer in `latent` (B, n_latent, style_dim) and one noise input per layer (None: random)."""
-        if len(noise) != self.num_layers:
-            raise ValueError(f"expected {self.num_layers} noise inputs, got {len(noise)}")
-        out = self.conv1(feature, latent[:, 0], noise[0])
-        skip = self.to_rgb1(out, latent[:, 1])
-        for level, to_rgb in enumerate(self.to_rgbs):
-            i = 2 * level + 1  # index of this level's first layer
-            out = self.convs[i - 1](out, latent[:, i], noise[i])
-            out = self.convs[i](out, latent[:, i + 1], noise[i + 1])
-            skip = to_rgb(out, latent[:, i + 2], skip)
-        return skip
-
-    def forward(
-        self,
-        styles: list[torch.Tensor],
-        return_latents: bool = False,
-        inject_index: int | None = None,
-        truncation: float = 1.0,
-        truncation_latent: torch.Tensor | None = None,
-        input_is_latent: bool = False,
-        noise: list[torch.Tensor | None] | None = None,
-        randomize_noise: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """→ (image (B,3,size,size) in about [-1,1], unclamped; w+ latent if `return_latents` else None)."""
-        latent = self.w_plus(styles, inject_index, truncation, truncation_latent, input_is_latent)
-        if noise is None and not randomize_noise:
-            if self.isconcat:
-                raise ValueError(
-                    "a concat-noise generator stores no noise: pass `noise` or randomize_noise=True"
-                )
-            noise = [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
+    def first_feature(self, latent: torch.Tensor) -> torch.Tensor:
+        """The learned constant, one per sample of `latent`; with dilation (StyleGANEX, no first-layer
+        feature given) blown up to 4·dilation."""
         feature = self.input(latent)
-        if self.dilation > 1:  # StyleGANEX without a first-layer feature: the constant blown up to 4·dilation
+        if self.dilation > 1:
             feature = F.interpolate(feature, scale_factor=self.dilation, mode="nearest")
-        image = self.synthesize(latent, feature, [None] * self.num_layers if noise is None else noise)
-        return image, (latent if return_latents else None)
+        return feature
+
+    def stored_noise(self) -> list[torch.Tensor]:
+        if self.isconcat:
+            raise ValueError("a concat-noise generator stores no noise: pass `noise` or randomize_noise=True")
+        return [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
 
 
 # --- discriminator ------------------------------------------------------------------------------------------

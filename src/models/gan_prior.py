@@ -1,0 +1,94 @@
+"""The pretrained StyleGAN2 prior of GAN-prior restoration methods (GPEN, GFP-GAN): the `model.prior` options
+and the loading, shared by the modules.
+
+`model.prior`: `checkpoint` (a file, or a KNOWN_WEIGHTS key searched in the pretrained folders), `required`
+(refuse to start without one), `from_scratch` (no prior, no warning), `discriminator` (also initialise D from
+the prior's D when it has one of the same shape). The prior is loaded when fitting starts, never when a run
+resumes (the checkpoint then holds every weight), and the generator EMA is synchronised with it.
+"""
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from torch import nn
+
+from src.models.gpen_import import match_state_dict
+from src.utils.errors import FacezooError, WeightsNotFoundError
+from src.utils.pretrained import KNOWN_WEIGHTS, load_state_dict, resolve, warn_random_init
+
+log = logging.getLogger("facezoo")
+
+PRIOR_DEFAULTS = {"checkpoint": None, "required": False, "from_scratch": False, "discriminator": True}
+
+
+class GANPriorMixin:
+    """For a FaceZooModule with `generator`, `discriminator` and `generator_ema`. Subclasses set `METHOD`
+    (a name for messages) and `PRIOR_FILES` (what `model.prior.checkpoint` accepts, for messages) and
+    implement `prior_decoder()` and `import_prior(state, decoder) -> (decoder state, D state | None)`."""
+
+    METHOD = "the model"
+    PRIOR_FILES = "a model=stylegan2 .ckpt"
+
+    def init_prior(self, prior: Mapping | None) -> None:
+        self.prior = {**PRIOR_DEFAULTS, **(prior or {})}
+        self._prior_loaded = False
+        if self.prior["checkpoint"]:
+            if self.prior["required"]:  # fail before any data is prepared, not when fitting starts
+                self._prior_file(str(self.prior["checkpoint"]))
+            return
+        if self.prior["from_scratch"]:
+            log.info(
+                "%s: decoder trained from scratch (model.prior.from_scratch=true), no GAN prior", self.METHOD
+            )
+        elif self.prior["required"]:
+            raise WeightsNotFoundError(
+                f"{self.METHOD} needs its StyleGAN2 prior (model.prior.required=true): set "
+                f"model.prior.checkpoint=<{self.PRIOR_FILES}> or model.prior.from_scratch=true"
+            )
+        else:
+            warn_random_init(f"{self.METHOD} decoder (the StyleGAN2 prior; set model.prior.checkpoint)")
+
+    def prior_decoder(self) -> nn.Module:
+        raise NotImplementedError
+
+    import_prior: Callable
+
+    def _prior_file(self, value: str) -> Path:
+        if value in KNOWN_WEIGHTS:
+            return resolve(value, option="model.prior.checkpoint")
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise WeightsNotFoundError(
+                f"model.prior.checkpoint={value}: file not found ({self.METHOD}'s StyleGAN2 prior: "
+                f"{self.PRIOR_FILES}; model.prior.from_scratch=true trains without it)"
+            )
+        return path
+
+    def load_prior(self, checkpoint: str | None = None) -> bool:
+        """Initialise the decoder (and D, when the prior has one of the same shape) from the prior; the EMA
+        generator follows. → whether anything was loaded."""
+        value = checkpoint or self.prior["checkpoint"]
+        if not value:
+            return False
+        path = self._prior_file(str(value))
+        decoder = self.prior_decoder()
+        state, d_state = self.import_prior(load_state_dict(path), decoder)
+        decoder.load_state_dict(state)
+        what = "decoder"
+        if d_state is not None and self.prior["discriminator"]:
+            try:
+                self.discriminator.load_state_dict(match_state_dict(d_state, self.discriminator, "prior D"))
+                what += " and discriminator"
+            except FacezooError as err:
+                log.warning("%s: the prior's discriminator was not loaded: %s", self.METHOD, err)
+        if self.generator_ema is not None:
+            self.generator_ema.module.load_state_dict(self.generator.state_dict())
+        self._prior_loaded = True
+        log.info("%s: %s initialised from the prior %s", self.METHOD, what, path)
+        return True
+
+    def on_fit_start(self) -> None:
+        # a resumed run restores every weight from its checkpoint: the prior only starts a new run
+        if self.trainer.ckpt_path is None and not self._prior_loaded:
+            self.load_prior()

@@ -1,0 +1,258 @@
+"""GFP-GAN's training module: the recipes, which network each optimizer moves, the frozen prior, the
+pyramid switch-off, the component crops in training, a tiny overfit, an exact resume and the release
+recipe's refusals.
+(The architectures and importers: test_gfpgan_arch.py; ArcFace, component D and crops: test_gfpgan_parts.py.)
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY, LossRecorder, first_batch, fit_repeated, train_with
+
+from src.utils.compose import compose_config
+from src.utils.errors import DataError, WeightsNotFoundError
+from src.utils.instantiate import instantiate
+
+GF = ["model=gfpgan", "datamodule=synthetic_restore", "datamodule.component_boxes=auto"]
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def _cfg(tmp_path, data_dir, *overrides):
+    return compose_config(overrides=[*TINY, *GF, *overrides], output_dir=tmp_path, data_dir=data_dir)
+
+
+def _build(tmp_path, data_dir, *overrides):
+    return instantiate(_cfg(tmp_path, data_dir, *overrides).model, "model")
+
+
+def _batch(tmp_path, data_dir, *overrides):
+    return first_batch(instantiate(_cfg(tmp_path, data_dir, *overrides).datamodule, "datamodule"))
+
+
+def _snapshot(module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _changed(before: dict, module) -> set[str]:
+    return {k for k, v in module.state_dict().items() if not torch.equal(before[k], v)}
+
+
+@pytest.mark.parametrize("model", ["gfpgan", "gfpgan_v1"])
+def test_each_optimizer_moves_only_its_network_and_the_prior_stays_frozen(tmp_path, data_dir, model):
+    m = _build(tmp_path, data_dir, f"model={model}", "model.prior.from_scratch=true")
+    batch = _batch(tmp_path, data_dir)
+    assert batch["boxes"].shape == (batch["hq"].shape[0], 4, 4)
+    nets = {
+        "generator": m.generator,
+        "discriminator": m.discriminator,
+        **{c: d for c, d in m.component_discriminators.items()},
+    }
+    assert set(m.component_discriminators) == {"left_eye", "right_eye", "mouth"}
+    before = {name: _snapshot(net) for name, net in nets.items()}
+    optimizers = m.configure_optimizers()[0]
+    assert len(optimizers) == 5
+    owned = [{id(p) for g in opt.param_groups for p in g["params"]} for opt in optimizers]
+    assert owned[0] == {id(p) for p in m.generator.parameters() if p.requires_grad}
+    decoder = {id(p) for p in m.generator.stylegan_decoder.parameters()}
+    assert not owned[0] & decoder and all(
+        not p.requires_grad for p in m.generator.stylegan_decoder.parameters()
+    )
+    for ids, net in zip(owned[1:], list(nets.values())[1:], strict=True):
+        assert ids == {id(p) for p in net.parameters()}
+
+    trainer = fit_repeated(m, batch, 1)
+    for name, net in nets.items():
+        changed = _changed(before[name], net)
+        assert changed, f"{name} did not move"
+        if name == "generator":
+            assert not any(k.startswith("stylegan_decoder.") for k in changed), "the frozen prior moved"
+    logged = set(trainer.callback_metrics)
+    assert {
+        "train/pixel",
+        "train/pyramid",
+        "train/gan",
+        "train/d",
+        "train/r1",
+        "train/mouth_gan",
+        "train/mouth_style",
+        "train/left_eye_d",
+    } <= logged
+    ema = m.generator_ema.module.state_dict()
+    assert any(not torch.equal(v, ema[k]) for k, v in m.generator.state_dict().items())  # EMA lags
+
+
+def test_learning_rates_betas_and_the_lazy_r1_correction(tmp_path, data_dir):
+    m = _build(tmp_path, data_dir)
+    opt_g, opt_d, *components = m.configure_optimizers()[0]
+    assert opt_g.param_groups[0]["lr"] == pytest.approx(2e-3) and opt_g.param_groups[0]["betas"] == (
+        0.0,
+        0.99,
+    )
+    assert opt_d.param_groups[0]["lr"] == pytest.approx(2e-3 * 16 / 17)
+    assert opt_d.param_groups[0]["betas"] == pytest.approx((0.0, 0.99 ** (16 / 17)))
+    assert all(o.param_groups[0]["betas"] == (0.9, 0.99) for o in components)
+
+
+def test_pyramid_loss_switches_off_at_the_configured_batch(tmp_path, data_dir, monkeypatch):
+    m = _build(tmp_path, data_dir, "model.pyramid_until=2", "model.prior.from_scratch=true")
+    calls = []
+    forward = m.generator.forward
+
+    def spy(x, return_rgb=True, randomize_noise=True):
+        out = forward(x, return_rgb=return_rgb, randomize_noise=randomize_noise)
+        calls.append(len(out[1]))
+        return out
+
+    monkeypatch.setattr(m.generator, "forward", spy)
+    recorder = LossRecorder(("pixel",), extra=lambda mod: [int(mod.pyramid_on())])
+    import pytorch_lightning as pl
+
+    from src.datamodules.repeated_batch import RepeatedBatchDataModule
+
+    pl.Trainer(
+        max_epochs=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[recorder],
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    ).fit(m, datamodule=RepeatedBatchDataModule(_batch(tmp_path, data_dir), 4))
+    levels = 4  # 8, 16, 32, 64 px
+    assert calls == [levels, levels, 0, 0]  # RGB outputs asked for only while the loss is on
+    assert [flag for _, flag in recorder.losses] == [1, 0, 0, 0]  # after batches 1…4
+
+
+def test_missing_boxes_give_a_clear_error(tmp_path, data_dir):
+    m = _build(tmp_path, data_dir, "model.prior.from_scratch=true")
+    batch = _batch(tmp_path, data_dir)
+    del batch["boxes"]
+    with pytest.raises(DataError, match="datamodule.component_boxes"):
+        fit_repeated(m, batch, 1)
+    simple = _build(tmp_path, data_dir, "model.recipe=simple", "model.prior.from_scratch=true")
+    assert not simple.component_discriminators and len(simple.configure_optimizers()[0]) == 2
+    fit_repeated(simple, batch, 1)  # the simple recipe needs no boxes
+
+
+def test_tiny_gfpgan_overfits_a_few_pairs(tmp_path, data_dir):
+    m = _build(
+        tmp_path,
+        data_dir,
+        "model.generator.fix_decoder=false",
+        "model.prior.from_scratch=true",
+        "model.ema_half_life_images=0",
+        "model.recipe=simple",
+    )
+    batch = _batch(tmp_path, data_dir)
+    before = F.l1_loss(m.restore(batch["lq"])["image"], batch["hq"]).item()
+    fit_repeated(m, batch, 30)
+    after = F.l1_loss(m.restore(batch["lq"])["image"], batch["hq"]).item()
+    assert after < 0.6 * before, (before, after)
+
+
+def test_prior_checkpoint_of_our_clean_stylegan2_initialises_the_frozen_decoder(tmp_path, data_dir):
+    m = _build(tmp_path, data_dir, "model.prior.from_scratch=true")
+    prior = instantiate(
+        compose_config(
+            overrides=[
+                *TINY,
+                "model=stylegan2",
+                "datamodule=synthetic_restore",
+                "model.generator._target_=src.models.components.stylegan2_clean.CleanGenerator",
+                "~model.generator.isconcat",
+                "model.generator.style_dim=32",
+                "model.generator.n_mlp=2",
+                "model.generator.narrow=0.0625",
+                "model.generator.channel_multiplier=2",
+            ],
+            output_dir=tmp_path,
+            data_dir=data_dir,
+        ).model,
+        "model",
+    )
+    path = tmp_path / "prior.ckpt"
+    torch.save({"state_dict": prior.state_dict()}, path)
+    assert m.load_prior(str(path))
+    for k, v in prior.generator_ema.module.state_dict().items():
+        torch.testing.assert_close(m.generator.stylegan_decoder.state_dict()[k], v)
+        torch.testing.assert_close(m.generator_ema.module.stylegan_decoder.state_dict()[k], v)
+
+
+GF_LOSSES = ("pixel", "gan", "d", "mouth_gan", "left_eye_d")
+
+
+def test_resume_continues_exactly(tmp_path, data_dir, monkeypatch):
+    # R1 every 2 batches and flips: the lazy schedule, the flips and the component Ds cross the resume
+    overrides = [
+        *TINY,
+        *GF,
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=3",
+        "model.r1_every=2",
+        "model.prior.from_scratch=true",
+        "datamodule.use_hflip=true",
+        "model.ema_rampup=0.05",
+    ]
+    full = LossRecorder(GF_LOSSES)
+    metrics = train_with(
+        compose_config(overrides=overrides, output_dir=tmp_path / "full", data_dir=data_dir),
+        full,
+        monkeypatch,
+    )
+    assert full.counters == [1, 2, 3, 4, 5, 6]
+    mid = tmp_path / "mid.ckpt"
+    train_with(
+        compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir),
+        LossRecorder(GF_LOSSES, save_at=2, path=mid),
+        monkeypatch,
+    )
+    resumed = LossRecorder(GF_LOSSES)
+    cfg = compose_config(
+        overrides=[*overrides, f"ckpt_path={mid}"], output_dir=tmp_path / "b", data_dir=data_dir
+    )
+    metrics_resumed = train_with(cfg, resumed, monkeypatch)
+    assert resumed.counters == full.counters[2:]
+    flat = [v for batch in resumed.losses for v in batch]
+    assert flat == pytest.approx([v for batch in full.losses[2:] for v in batch], rel=1e-5, abs=1e-6)
+    assert metrics_resumed["test/psnr"] == pytest.approx(metrics["test/psnr"], rel=1e-5)
+
+
+def test_release_recipe_refuses_to_start_without_its_weights(tmp_path, vgg19_folder):
+    cfg = compose_config(overrides=["experiment=gfpgan_ffhq512"], output_dir=tmp_path)
+    assert cfg.model.size == 512 and cfg.datamodule.batch_size == 3 and cfg.datamodule.use_hflip
+    assert cfg.model.generator._target_.endswith("GFPGANv1") and cfg.model.generator.channel_multiplier == 1
+    assert cfg.trainer.max_steps == 800_000 * 5
+    with pytest.raises(WeightsNotFoundError, match="StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth"):
+        instantiate(cfg.model, "model")
+    (tmp_path / "prior.pth").touch()
+    cfg.model.prior.checkpoint = str(tmp_path / "prior.pth")
+    with pytest.raises(WeightsNotFoundError, match="vgg19-dcbb9e9d.pth"):
+        instantiate(cfg.model, "model")
+    cfg.model.perceptual.weights = str(vgg19_folder)
+    with pytest.raises(WeightsNotFoundError, match="arcface_resnet18.pth"):
+        instantiate(cfg.model, "model")
+
+
+def test_import_cli_writes_a_checkpoint_that_eval_loads(tmp_path):
+    from src.eval import load_checkpoint, load_model
+    from src.models.components.gfpgan import GFPGANv1Clean
+    from src.models.gfpgan_import import main as gfpgan_import_main
+
+    release = GFPGANv1Clean(64, num_style_feat=32, num_mlp=2, narrow=0.0625)  # tiny_gfpgan widths
+    torch.save({"params_ema": release.state_dict()}, tmp_path / "GFPGANv1.4-64.pth")
+    out = tmp_path / "gfpgan64.ckpt"
+    assert gfpgan_import_main([str(tmp_path / "GFPGANv1.4-64.pth"), "--out", str(out)]) == 0
+    model = load_model(load_checkpoint(out))
+    assert model.size == 64 and model.generator.variant == "clean"
+    for k, v in release.state_dict().items():
+        assert torch.equal(model.generator_ema.module.state_dict()[k], v), k
+    lq = torch.rand(1, 3, 64, 64) * 2 - 1
+    expected = release.eval()(lq, return_rgb=False, randomize_noise=False)[0]
+    torch.testing.assert_close(model.restore(lq)["image"], expected)
+    torch.save({"params": {"conv_body_first.weight": torch.zeros(1)}}, tmp_path / "broken.pth")
+    assert gfpgan_import_main([str(tmp_path / "broken.pth"), "--out", str(tmp_path / "x.ckpt")]) == 2

@@ -61,7 +61,8 @@ MODELS: dict[str, ModelEntry] = {
     ),
     "gfpgan": ModelEntry(  # the release architecture (GFPGANv1Clean)
         overrides={
-            "small": ["experiment=gfpgan_synthetic"],  # 128 px, narrow 0.25, every loss of the paper recipe
+            # the CPU recipe's sizes with the clean layers and the full objective (component Ds included)
+            "small": ["experiment=gfpgan_synthetic", "model=gfpgan", "model.recipe=paper"],
             # GFPGANv1.3/1.4 sizes (87.1M with the prior; D 24.0M, 3 x 1.1M component Ds); a random VGG-19
             # stands in when the ImageNet file is absent (same cost); ArcFace is skipped without its file
             "paper": ["model.prior.from_scratch=true", "model.perceptual.allow_random=true"],
@@ -72,7 +73,7 @@ MODELS: dict[str, ModelEntry] = {
     ),
     "gfpgan_v1": ModelEntry(  # the paper's equalized-LR GFPGANv1 (official training architecture, 76.9M)
         overrides={
-            "small": ["experiment=gfpgan_synthetic", "model=gfpgan_v1"],
+            "small": ["experiment=gfpgan_synthetic"],  # the CPU recipe: 128 px, narrow 0.125, simple loss
             "paper": ["model.prior.from_scratch=true", "model.perceptual.allow_random=true"],
         },
         sizes={"small": 128, "paper": 512},

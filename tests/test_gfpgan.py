@@ -256,3 +256,18 @@ def test_import_cli_writes_a_checkpoint_that_eval_loads(tmp_path):
     torch.testing.assert_close(model.restore(lq)["image"], expected)
     torch.save({"params": {"conv_body_first.weight": torch.zeros(1)}}, tmp_path / "broken.pth")
     assert gfpgan_import_main([str(tmp_path / "broken.pth"), "--out", str(tmp_path / "x.ckpt")]) == 2
+
+
+def test_component_crops_follow_a_flip():
+    from src.datamodules.boxes import hflip_boxes
+    from src.models.components.facial_component import component_crops
+
+    boxes = torch.tensor([[[10.0, 20, 25, 30], [38, 20, 53, 30], [28, 30, 35, 40], [18, 42, 45, 52]]])
+    image = torch.full((1, 3, 64, 64), -1.0)
+    x1, y1, x2, y2 = boxes[0, 0].long().tolist()
+    image[..., y1 : y2 + 1, x1 : x2 + 1] = 1.0  # bright left eye
+    before = component_crops(image, boxes, 64)
+    assert (before["left_eye"] == 1).all() and (before["right_eye"] == -1).all()
+    after = component_crops(image.flip(-1), hflip_boxes(boxes, 64, torch.tensor([True])), 64)
+    torch.testing.assert_close(after["right_eye"], before["left_eye"].flip(-1))  # the same eye, mirrored
+    assert (after["left_eye"] == -1).all()

@@ -148,3 +148,12 @@ def test_teacher_negatives_adds_the_other_half_of_the_consistency(tmp_path, data
         fit_repeated(model, batch, 1)
         losses[flag] = seen[0]  # the mask step comes first
     assert losses[True] > losses[False] > 0
+
+
+def test_lr_scale_multiplies_one_optimizers_learning_rate(tmp_path, data_dir):
+    model, _ = _build(tmp_path, data_dir, "model.lr_scale.mask=4", "model.scheduler_iterations=10")
+    optimizers, schedulers = model.configure_optimizers()
+    lrs = dict(zip(model.groups(), (o.param_groups[0]["lr"] for o in optimizers), strict=True))
+    assert lrs["mask"] == pytest.approx(4 * lrs["prior"])
+    assert lrs["prior"] == lrs["generator"] == lrs["discriminator"]
+    assert schedulers[1].base_lrs == [lrs["mask"]]  # the cosine decay starts from the scaled rate

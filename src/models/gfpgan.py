@@ -199,7 +199,7 @@ class GFPGAN(GANPriorMixin, LazyRegularizedGAN):
     # -- optimizers ----------------------------------------------------------------------------------------
     def configure_optimizers(self):
         hp = self.hparams
-        trainable = [p for p in self.generator.parameters() if p.requires_grad]
+        trainable = self.generator.trainable_parameters()  # the decoder stays out when fix_decoder
         optimizers = [
             torch.optim.Adam(trainable, lr=hp.lr_g, betas=tuple(hp.betas_g)),
             torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr_d, betas=tuple(hp.betas_d)),

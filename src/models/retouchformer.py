@@ -98,6 +98,7 @@ class RetouchFormer(FaceZooModule):
         phi_scale: float = 0.12,
         mask_init_prob: float = 0.02,
         teacher_negatives: bool = False,
+        lr_scale: dict | None = None,
         name: str = "retouchformer",
         **base_args,
     ) -> None:
@@ -106,6 +107,7 @@ class RetouchFormer(FaceZooModule):
         channels, token_levels = list(channels), list(token_levels)
         transformer, codebook, mask_net = plain_dict(transformer), plain_dict(codebook), plain_dict(mask_net)
         discriminator, perceptual = plain_dict(discriminator), plain_dict(perceptual)
+        lr_scale = plain_dict(lr_scale)
         self.save_hyperparameters(ignore=["optimizer"])
         if output not in OUTPUTS:
             raise ConfigError(f"model.output={output!r}: expected one of {OUTPUTS}")
@@ -153,9 +155,11 @@ class RetouchFormer(FaceZooModule):
 
     def configure_optimizers(self):
         optimizers, schedulers = [], []
-        for nets in self.groups().values():
+        for name, nets in self.groups().items():
             params = [p for net in nets for p in net.parameters() if p.requires_grad]
             opt = self._make_optimizer(params or [torch.nn.Parameter(torch.zeros(()))])
+            for group in opt.param_groups:
+                group["lr"] *= self.hparams.lr_scale.get(name, 1.0)
             optimizers.append(opt)
             total = self.hparams.scheduler_iterations or self.trainer.estimated_stepping_batches
             schedulers.append(torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(total))))

@@ -87,3 +87,24 @@ def test_sampler_ranks_partition_the_draws():
     draws = [list(s) for s in ranks]
     ids = [d[0] for d in draws[0]] + [d[0] for d in draws[1]]
     assert sorted(ids) == list(range(9)) and len(draws[0]) == len(ranks[0])
+
+
+def test_identities_epochs_have_as_many_batches_for_every_gamma(tmp_path, data_dir):
+    from conftest import TINY
+
+    from src.utils.compose import compose_config
+    from src.utils.instantiate import instantiate
+
+    def batches(gamma, epoch):
+        overrides = [*TINY, f"split.gamma={gamma}", f"datamodule.epoch={epoch}"]
+        cfg = compose_config(overrides=overrides, output_dir=tmp_path, data_dir=data_dir)
+        dm = instantiate(cfg.datamodule, "datamodule")
+        dm.prepare_data()
+        dm.setup("fit")
+        identities = len(dm.split.paired) + len(dm.split.unpaired_raw) + len(dm.split.unpaired_retouched)
+        return len(dm.train_dataloader()), identities // cfg.datamodule.batch_size
+
+    lengths = {gamma: batches(gamma, "identities") for gamma in (0.1, 0.5, 1.0)}
+    assert len(set(lengths.values())) == 1, lengths
+    assert lengths[1.0][0] == lengths[1.0][1]  # one draw per training identity
+    assert batches(0.1, "largest")[0] < batches(1.0, "largest")[0]  # the default: the largest part

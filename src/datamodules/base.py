@@ -70,10 +70,11 @@ class FaceDataModule(pl.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _loader(self, dataset: PlanDataset, train: bool) -> DataLoader:
+    def _loader(self, dataset: PlanDataset, train: bool, length: int | None = None) -> DataLoader:
+        """`length`: draws per epoch (default: the largest subset)."""
         rank, world = self._rank_world()
         sampler = MultiSubsetSampler(
-            dataset.sizes, seed=self.seed, shuffle=train, rank=rank, world_size=world
+            dataset.sizes, seed=self.seed, length=length, shuffle=train, rank=rank, world_size=world
         )
         if train:
             self._train_length = sampler.length

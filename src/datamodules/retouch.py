@@ -15,9 +15,14 @@ from pytorch_lightning.utilities import rank_zero_only
 from src.datamodules.base import FaceDataModule
 from src.datamodules.folders import PlanDataset, RetouchFolder
 from src.datamodules.split import check_gamma, make_split
-from src.utils.errors import DataError
+from src.utils.errors import ConfigError, DataError
 
 log = logging.getLogger("facezoo")
+
+# draws per training epoch: "largest" = the largest part of the split (paired, unpaired raw or unpaired
+# retouched), so an epoch's length depends on γ; "identities" = one per training identity whatever γ, so the
+# runs of a γ sweep train for the same number of batches (the paper trains every γ for 300k iterations)
+EPOCHS = ("largest", "identities")
 
 
 class RetouchDataModule(FaceDataModule):
@@ -30,9 +35,13 @@ class RetouchDataModule(FaceDataModule):
         synthetic: dict | None = None,
         skip_bad: bool = False,
         verify_images: bool = True,
+        epoch: str = "largest",
         **loader_args,
     ) -> None:
         super().__init__(**loader_args)
+        if epoch not in EPOCHS:
+            raise ConfigError(f"datamodule.epoch={epoch!r}: expected one of {EPOCHS}")
+        self.epoch = epoch
         self.data_dir = Path(data_dir)
         self.gamma, self.split_seed = check_gamma(gamma), int(split_seed)
         self.image_size, self.synthetic = image_size, dict(synthetic) if synthetic else None
@@ -83,7 +92,8 @@ class RetouchDataModule(FaceDataModule):
             parts["unpaired_raw"] = (list(split.unpaired_raw), train.raw_only)
         if split.unpaired_retouched:
             parts["unpaired_retouched"] = (list(split.unpaired_retouched), train.retouched_only)
-        return self._loader(PlanDataset(parts), train=True)
+        length = len(train.names) if self.epoch == "identities" else None
+        return self._loader(PlanDataset(parts), train=True, length=length)
 
     def _eval_loader(self, stage: str):
         folder = self._folder(stage)

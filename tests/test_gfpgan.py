@@ -271,3 +271,17 @@ def test_component_crops_follow_a_flip():
     after = component_crops(image.flip(-1), hflip_boxes(boxes, 64, torch.tensor([True])), 64)
     torch.testing.assert_close(after["right_eye"], before["left_eye"].flip(-1))  # the same eye, mirrored
     assert (after["left_eye"] == -1).all()
+
+
+def test_identity_loss_and_metric_use_arcface_when_its_file_is_given(tmp_path, data_dir):
+    from src.models.components.arcface import ResNetArcFace
+
+    torch.save(ResNetArcFace().state_dict(), tmp_path / "arcface_resnet18.pth")
+    m = _build(tmp_path, data_dir, "model.prior.from_scratch=true",
+               f"model.identity.weights={tmp_path / 'arcface_resnet18.pth'}")
+    batch = _batch(tmp_path, data_dir)
+    assert "train/identity" in fit_repeated(m, batch, 1).callback_metrics
+    metric = m._identity["metrics"]["val"]
+    m.update_extra_metrics("val", batch["hq"], batch["hq"])
+    assert metric.compute() == pytest.approx(1.0, abs=1e-5)  # a face is itself
+    assert not any(k.startswith("_identity") or "arcface" in k for k in m.state_dict())  # not checkpointed

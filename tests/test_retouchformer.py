@@ -157,3 +157,25 @@ def test_lr_scale_multiplies_one_optimizers_learning_rate(tmp_path, data_dir):
     assert lrs["mask"] == pytest.approx(4 * lrs["prior"])
     assert lrs["prior"] == lrs["generator"] == lrs["discriminator"]
     assert schedulers[1].base_lrs == [lrs["mask"]]  # the cosine decay starts from the scaled rate
+
+
+def test_conf_threshold_limits_the_paired_confidence_term_to_clear_imperfections(tmp_path, data_dir):
+    """1{φ>τ}: τ = 0 (the paper) pushes every changed pixel up, τ = 0.5 only the clearly changed ones, and
+    τ = 1 none (the paired confidence term vanishes); the rest of the mask loss is the same."""
+    losses = {}
+    for tau in (0.0, 0.5, 1.0):
+        torch.manual_seed(0)
+        model, dm = _build(tmp_path, data_dir, f"model.conf_threshold={tau}", "model.use_unpaired=false")
+        batch = first_batch(dm)
+        step, seen = model.step, []
+
+        def spy(opts, loss, clip=None, step=step, seen=seen):
+            seen.append(loss.item())
+            step(opts, loss, clip)
+
+        model.step = spy
+        fit_repeated(model, batch, 1)
+        losses[tau] = seen[0]  # the mask step comes first
+        phi = model.phi(batch["paired"]["raw"], batch["paired"]["retouched"])
+        assert ((phi > 0) & (phi <= 0.5)).any() and (phi > 0.5).any()
+    assert losses[0.0] > losses[0.5] > losses[1.0] > 0

@@ -433,11 +433,12 @@ def _eye_anchors(parsing: Tensor) -> dict[str, Tensor]:
 
 def _sample_blemishes(indices: Tensor, seed: int, anchors: dict[str, Tensor]) -> dict[str, tuple]:
     """Spot tables (xs, ys, sx, sy, amp), each (B, K), for every blemish kind; the counts follow a
-    per-face severity, so some faces are mild and some heavy."""
+    per-face severity, so some faces are mild and some heavy. Acne is on every face (at least 2 spots), so no
+    raw image equals its retouched one (an identical pair has an infinite PSNR)."""
     n = 16 + 5 * (_N_ACNE + _N_RED + _N_DARK) + 4 * _N_PITS
     d = _Draw(_uniforms(indices, seed, _BLEMISH_SALT, n))
     severity = d.raw() ** 1.4
-    kinds = {"acne": (_N_ACNE, 0.92, 0.004, 0.012), "red": (_N_RED, 0.65, 0.014, 0.034),
+    kinds = {"acne": (_N_ACNE, 1.0, 0.004, 0.012), "red": (_N_RED, 0.65, 0.014, 0.034),
              "dark": (_N_DARK, 0.6, 0.004, 0.016)}
     cx, ey, dist = anchors["cx"][:, None], anchors["ey"][:, None], anchors["dist"][:, None]
     out = {}

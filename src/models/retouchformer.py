@@ -37,6 +37,9 @@ Our reading of the mask losses (the paper's notation leaves open which network e
   unpaired term (the usual mean-teacher consistency). The printed term alone only ever pushes the student's
   mask up on unpaired images; on the synthetic data it inflated the mask (Soft-IoU fell from 0.09 to 0.05
   over 10 epochs), so the CPU recipe turns it on.
+- `conf_threshold` τ replaces the indicator 1{φ>0} with 1{φ>τ} (default 0, the paper). With τ = 0 every
+  pixel φ barely marks — the faint rim around each blemish — is pushed to σ(H) → 1 with no opposing term
+  but the small L_H̄ gradient, which inflates the mask (the CPU recipe uses τ = 0.5, see its config).
 - φ(x, y) = clip((max_c |x − y| − threshold) / scale, 0, 1): the paper only says φ measures the per-pixel
   difference; the threshold ignores compression noise and the clip makes it a soft mask in [0, 1].
 
@@ -98,6 +101,7 @@ class RetouchFormer(FaceZooModule):
         phi_scale: float = 0.12,
         mask_init_prob: float = 0.02,
         teacher_negatives: bool = False,
+        conf_threshold: float = 0.0,
         lr_scale: dict | None = None,
         name: str = "retouchformer",
         **base_args,
@@ -242,7 +246,7 @@ class RetouchFormer(FaceZooModule):
         logits = self.mask_net(mask_in)
         phi = self.phi(xa, ya)
         loss_hbar = F.mse_loss(torch.sigmoid(logits[:na]), phi)
-        loss_conf = -(F.logsigmoid(logits[:na]) * (phi > 0)).mean()
+        loss_conf = -(F.logsigmoid(logits[:na]) * (phi > hp.conf_threshold)).mean()
         if xu is not None:
             with torch.no_grad():
                 target = torch.sigmoid(self.mask_teacher(mask_in[na:]))

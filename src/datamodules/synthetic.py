@@ -32,7 +32,7 @@ PARSING_LABELS = ("background", "skin", "brows", "eyes", "nose", "lips", "hair")
 COMPONENTS = ("left_eye", "right_eye", "nose", "mouth")  # left_eye = the eye with the smaller x (image left)
 BACKGROUND, SKIN, BROWS, EYES, NOSE, LIPS, HAIR = range(len(PARSING_LABELS))
 
-_FORMAT_VERSION = 1  # bump when the rendered pixels change, so old folders are rewritten
+_FORMAT_VERSION = 2  # bump when the rendered pixels change, so old folders are rewritten
 _RENDER_SALT, _BLEMISH_SALT = 0x5EED_FACE, 0xB1E_3157
 _N_DRAWS = 96  # uniforms per face; new parameters take unused columns so old ones keep their values
 _DEFAULT_SPLITS = MappingProxyType({"train": 200, "val": 20, "test": 20})

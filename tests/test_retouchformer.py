@@ -131,22 +131,26 @@ def test_tiny_overfit_lowers_x2y_and_raises_mask_soft_iou(tmp_path, data_dir):
     assert iou_after > iou_before + 0.1, (iou_before, iou_after)
 
 
+def _first_mask_loss(model, batch) -> float:
+    """The loss of the first optimizer step of one training step: the mask step (L_H̄ + L_H)."""
+    step, seen = model.step, []
+
+    def spy(opts, loss, clip=None):
+        seen.append(loss.item())
+        step(opts, loss, clip)
+
+    model.step = spy
+    fit_repeated(model, batch, 1)
+    return seen[0]
+
+
 def test_teacher_negatives_adds_the_other_half_of_the_consistency(tmp_path, data_dir):
     """With teacher_negatives the unpaired mask term also pulls the student down where the teacher is low."""
     losses = {}
     for flag in (False, True):
         torch.manual_seed(0)
         model, dm = _build(tmp_path, data_dir, f"model.teacher_negatives={flag}")
-        batch = first_batch(dm)
-        step, seen = model.step, []
-
-        def spy(opts, loss, clip=None, step=step, seen=seen):
-            seen.append(loss.item())
-            step(opts, loss, clip)
-
-        model.step = spy
-        fit_repeated(model, batch, 1)
-        losses[flag] = seen[0]  # the mask step comes first
+        losses[flag] = _first_mask_loss(model, first_batch(dm))
     assert losses[True] > losses[False] > 0
 
 
@@ -167,15 +171,7 @@ def test_conf_threshold_limits_the_paired_confidence_term_to_clear_imperfections
         torch.manual_seed(0)
         model, dm = _build(tmp_path, data_dir, f"model.conf_threshold={tau}", "model.use_unpaired=false")
         batch = first_batch(dm)
-        step, seen = model.step, []
-
-        def spy(opts, loss, clip=None, step=step, seen=seen):
-            seen.append(loss.item())
-            step(opts, loss, clip)
-
-        model.step = spy
-        fit_repeated(model, batch, 1)
-        losses[tau] = seen[0]  # the mask step comes first
+        losses[tau] = _first_mask_loss(model, batch)
         phi = model.phi(batch["paired"]["raw"], batch["paired"]["retouched"])
         assert ((phi > 0) & (phi <= 0.5)).any() and (phi > 0.5).any()
     assert losses[0.0] > losses[0.5] > losses[1.0] > 0

@@ -3,7 +3,9 @@
 Each (entry, size) runs in its own process so peak memory is its own: on CPU the peak resident set size of
 that process (imports included, ~0.5 GB), on CUDA `torch.cuda.max_memory_allocated`. Times are the median of
 `--repeats` runs after one warm-up. Model entries time `restore()` (inference) and one full training step
-(all optimizers, through a real Lightning Trainer) at a small size and at the paper's size.
+(all optimizers, through a real Lightning Trainer) at a small size and at the paper's size; the peak memory
+is read after the restore() runs (`restore_peak_mem_MB`: the model built and inference) and again after the
+training steps (`peak_mem_MB`).
 
     python -m src.bench                       # everything
     python -m src.bench --only baseline --sizes small --repeats 5
@@ -155,6 +157,7 @@ def bench_model(name: str, size_key: str, repeats: int) -> dict:
         sync()
 
     infer_s = _median_time(infer, repeats)
+    restore_mem = _peak_memory_mb(device)  # before the training step: the peak of building + restore()
 
     step_times: list[float] = []
 
@@ -187,6 +190,7 @@ def bench_model(name: str, size_key: str, repeats: int) -> dict:
         "params_M": params / 1e6,
         "restore_s": infer_s,
         "train_step_s": statistics.median(step_times[1:]),
+        "restore_peak_mem_MB": restore_mem,
         "peak_mem_MB": _peak_memory_mb(device),
         "device": str(device),
     }
@@ -250,6 +254,7 @@ def _table(rows: list[dict]) -> str:
         "batched_img_per_s",
         "cv2_loop_img_per_s",
         "speedup_vs_cv2_loop",
+        "restore_peak_mem_MB",
         "peak_mem_MB",
         "device",
     ]

@@ -1,6 +1,7 @@
 """End-to-end training through `train(cfg)` on tiny configs: outputs, resume, eval, loggers."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -21,7 +22,9 @@ def test_train_writes_checkpoints_metrics_and_grid(tmp_path, data_dir):
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == pytest.approx(metrics) and 0 < saved["test/psnr"] < 60 and -1 <= saved["test/ssim"] <= 1
     split = json.loads((tmp_path / "split.json").read_text())
-    assert split["gamma"] == 0.5 and split["sizes"]["paired"] == 100
+    identities = cfg.datamodule.synthetic.sizes.train
+    assert split["gamma"] == 0.5 and split["sizes"]["paired"] == math.ceil(0.5 * identities)
+    assert sum(split["sizes"].values()) == identities
     assert "| test/psnr |" in (tmp_path / "metrics.md").read_text()
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)  # no pickled objects inside
     assert int(ckpt["state_dict"]["batch_counter"]) == 3

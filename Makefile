@@ -18,7 +18,7 @@ install: ## Create .venv (pip, torch pinned to the CPU build); fast when nothing
 	@bash scripts/install.sh
 
 train: install ## Train the default recipe on built-in synthetic data (ARGS="hydra overrides")
-	$(PY) -m src.train experiment=$(EXPERIMENT) $(ARGS)
+	$(PY) -m facezoo.train experiment=$(EXPERIMENT) $(ARGS)
 
 test: install ## Run the test suite without `slow` tests (ARGS="pytest arguments")
 	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow" --durations=10 $(ARGS)
@@ -27,17 +27,17 @@ test-full: install ## Run every test, `slow` included
 	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)
 
 sweep: install ## γ sweep (0.01, 0.1, 0.2, 1) as a Hydra multirun + results table and plot (ARGS="overrides")
-	$(PY) -m src.train -m experiment=$(EXPERIMENT) split.gamma=0.01,0.1,0.2,1.0 \
+	$(PY) -m facezoo.train -m experiment=$(EXPERIMENT) split.gamma=0.01,0.1,0.2,1.0 \
 		hydra.sweep.dir=$(SWEEPS)/$(EXPERIMENT)-gamma $(ARGS)
-	$(PY) -m src.report $(SWEEPS)/$(EXPERIMENT)-gamma --by split.gamma --x split.gamma --title "$(EXPERIMENT): γ sweep"
+	$(PY) -m facezoo.report $(SWEEPS)/$(EXPERIMENT)-gamma --by split.gamma --x split.gamma --title "$(EXPERIMENT): γ sweep"
 
 ablations: install ## RetouchFormer's ablations (w/o P, w/ SPS, w/ GSA, w/o X_u) at γ = 0.1 + results table
-	$(PY) -m src.train -m experiment=$(EXPERIMENT) ablation=full,no_prior,sps,gsa,no_unpaired split.gamma=0.1 \
+	$(PY) -m facezoo.train -m experiment=$(EXPERIMENT) ablation=full,no_prior,sps,gsa,no_unpaired split.gamma=0.1 \
 		hydra.sweep.dir=$(SWEEPS)/$(EXPERIMENT)-ablations $(ARGS)
-	$(PY) -m src.report $(SWEEPS)/$(EXPERIMENT)-ablations --by ablation --title "$(EXPERIMENT): ablations (γ = 0.1)"
+	$(PY) -m facezoo.report $(SWEEPS)/$(EXPERIMENT)-ablations --by ablation --title "$(EXPERIMENT): ablations (γ = 0.1)"
 
 bench: install ## Benchmark every model: time and peak memory, table + JSON in bench/
-	$(PY) -m src.bench $(ARGS)
+	$(PY) -m facezoo.bench $(ARGS)
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check src tests

@@ -29,7 +29,7 @@ fi
 import sys, torch
 if not torch.__version__.startswith("2.13.0"):
     sys.exit(f"install.sh: expected torch 2.13.0, found {torch.__version__}")
-import src, pytorch_lightning, torchmetrics, lpips, kornia, hydra  # noqa: F401  (the torchvision shim runs in src)
+import facezoo.utils.torchvision_shim, pytorch_lightning, torchmetrics, lpips, kornia, hydra  # noqa: F401
 print(f"facezoo environment ready: torch {torch.__version__}, lightning {pytorch_lightning.__version__}")
 PY
 echo "$want" > "$stamp"

@@ -1,5 +1,8 @@
-"""facezoo: face retouching and blind face restoration methods in one Lightning + Hydra code base."""
+"""facezoo: face retouching and blind face restoration methods in one Lightning + Hydra code base.
 
-from src.utils.torchvision_shim import install as _install_torchvision_shim
+Importing `facezoo` itself does nothing else. The sub-packages that need Lightning, torchmetrics or lpips
+(`models`, `metrics`, `losses`, `callbacks`, `datamodules`) and the entry points import
+`facezoo.utils.torchvision_shim` first, explicitly; see that module.
+"""
 
-_install_torchvision_shim()
+__version__ = "0.1.0"

@@ -7,8 +7,8 @@ that process (imports included, ~0.5 GB), on CUDA `torch.cuda.max_memory_allocat
 is read after the restore() runs (`restore_peak_mem_MB`: the model built and inference) and again after the
 training steps (`peak_mem_MB`).
 
-    python -m src.bench                       # everything
-    python -m src.bench --only baseline --sizes small --repeats 5
+    python -m facezoo.bench                       # everything
+    python -m facezoo.bench --only baseline --sizes small --repeats 5
 """
 
 import argparse
@@ -112,7 +112,7 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def _batch(task: str, size: int, batch: int, device) -> dict:
-    from src.datamodules.synthetic import add_blemishes, render_faces
+    from facezoo.datamodules.synthetic import add_blemishes, render_faces
 
     faces = render_faces(range(batch), size=size, seed=0, device=device)
     if task == "restore":
@@ -129,7 +129,7 @@ def _batch(task: str, size: int, batch: int, device) -> dict:
 def _model(name: str, size_key: str, tmp: Path):
     from hydra.utils import instantiate
 
-    from src.utils.compose import compose_config
+    from facezoo.utils.compose import compose_config
 
     return instantiate(
         compose_config("train", [f"model={name}", *MODELS[name].overrides[size_key]], tmp).model
@@ -141,7 +141,7 @@ def bench_model(name: str, size_key: str, repeats: int) -> dict:
 
     import pytorch_lightning as pl
 
-    from src.datamodules.repeated_batch import RepeatedBatchDataModule
+    from facezoo.datamodules.repeated_batch import RepeatedBatchDataModule
 
     entry = MODELS[name]
     size, batch_size = entry.sizes[size_key], entry.batch[size_key]
@@ -197,7 +197,7 @@ def bench_model(name: str, size_key: str, repeats: int) -> dict:
 
 
 def bench_degradation(size_key: str, repeats: int) -> dict:
-    from src.datamodules.degradations_reference import benchmark
+    from facezoo.datamodules.degradations_reference import benchmark
 
     size = {"small": 128, "paper": 512}[size_key]
     result = benchmark(size=size, batch=16, repeats=repeats)
@@ -214,7 +214,7 @@ def bench_degradation(size_key: str, repeats: int) -> dict:
 
 
 def bench_renderer(size_key: str, repeats: int) -> dict:
-    from src.datamodules.synthetic import add_blemishes, render_faces
+    from facezoo.datamodules.synthetic import add_blemishes, render_faces
 
     size, batch = {"small": 64, "paper": 256}[size_key], 32
 
@@ -293,7 +293,7 @@ def main(argv=None) -> None:
             cmd = [
                 sys.executable,
                 "-m",
-                "src.bench",
+                "facezoo.bench",
                 "--run",
                 entry,
                 size_key,

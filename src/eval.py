@@ -1,10 +1,13 @@
-"""Evaluate a checkpoint: `python -m src.eval ckpt_path=<run>/checkpoints/best.ckpt [datamodule=...]`.
+"""Evaluate a checkpoint: `python -m facezoo.eval ckpt_path=<run>/checkpoints/best.ckpt [datamodule=...]`.
 
 The model is rebuilt from the config stored in the checkpoint (no run folder needed); the data come from
 `datamodule=` when given, else from the checkpoint's config. Writes `metrics.json` and `metrics.md` into the
 eval run folder, plus a sample grid.
 """
 
+# isort: off
+import facezoo.utils.torchvision_shim  # noqa: F401  (first: lets Lightning import torchvision)
+# isort: on
 from pathlib import Path
 
 import hydra
@@ -12,12 +15,12 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from src.callbacks.checkpointing import CONFIG_KEY
-from src.callbacks.sample_grid import SampleGrid
-from src.train import CONF_DIR, run_cli
-from src.utils.errors import ConfigError, FacezooError
-from src.utils.instantiate import instantiate
-from src.utils.results import test_metrics, write_metrics
+from facezoo.callbacks.checkpointing import CONFIG_KEY
+from facezoo.callbacks.sample_grid import SampleGrid
+from facezoo.cli import CONF_DIR, run_cli
+from facezoo.utils.errors import ConfigError, FacezooError
+from facezoo.utils.instantiate import instantiate
+from facezoo.utils.results import test_metrics, write_metrics
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -29,7 +32,7 @@ def load_checkpoint(path: str | Path) -> dict:
     except Exception as err:
         raise FacezooError(f"{path}: not a readable checkpoint ({err.__class__.__name__})") from None
     if CONFIG_KEY not in ckpt:
-        raise FacezooError(f"{path}: no facezoo config inside (was it written by `src.train`?)")
+        raise FacezooError(f"{path}: no facezoo config inside (was it written by `facezoo.train`?)")
     return ckpt
 
 

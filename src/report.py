@@ -1,10 +1,10 @@
 """Collect a Hydra multirun into one results table (CSV + markdown) and a metric-vs-setting plot.
 
-A sweep (``python -m src.train -m split.gamma=0.01,0.1,0.2,1.0``) writes ``<sweep_dir>/<job_num>/`` folders
+A sweep (``python -m facezoo.train -m split.gamma=0.01,0.1,0.2,1.0``) writes ``<sweep_dir>/<job_num>/`` folders
 holding ``config.yaml`` (the resolved config), ``.hydra/overrides.yaml`` and, once the job has finished,
 ``metrics.json``. A job folder without ``metrics.json`` is reported as failed, never dropped.
 
-    python -m src.report <sweep_dir> [--by KEY ...] [--x KEY] [--out DIR] [--title TEXT]
+    python -m facezoo.report <sweep_dir> [--by KEY ...] [--x KEY] [--out DIR] [--title TEXT]
 
 writes ``results.csv``, ``results.md`` and, with a numeric ``--x``, ``results.png`` (into the sweep folder by
 default) and prints the markdown table.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from src.utils.errors import ConfigError, DataError, FacezooError
+from facezoo.utils.errors import ConfigError, DataError, FacezooError
 
 PREFIX = "test/"
 FAILED = "failed (no metrics.json)"
@@ -33,7 +33,7 @@ BASELINES = {"_input": "input vs target", "_const": "best constant mask"}
 
 def _baseline_suffix(key: str) -> str:
     return next((suffix for suffix in BASELINES if key.endswith(suffix)), "")
-LPIPS_MISSING = "LPIPS: unavailable (backbone weights not found; see `python -m src.utils.pretrained`)."
+LPIPS_MISSING = "LPIPS: unavailable (backbone weights not found; see `python -m facezoo.utils.pretrained`)."
 
 
 def _load_yaml(path: Path):
@@ -239,7 +239,7 @@ def write_report(
 def main(argv: list[str] | None = None) -> int:
     """CLI; bad input prints one ``facezoo: error: ...`` line on stderr and returns 2."""
     parser = argparse.ArgumentParser(
-        prog="python -m src.report", description="Tabulate (and plot) the test metrics of a Hydra multirun."
+        prog="python -m facezoo.report", description="Tabulate (and plot) the test metrics of a Hydra multirun."
     )
     parser.add_argument("sweep_dir", help="the multirun folder holding one folder per job")
     parser.add_argument(

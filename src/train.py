@@ -1,10 +1,12 @@
-"""Training entry point: `python -m src.train [overrides]` (Hydra) over the plain function `train(cfg)`.
+"""Training entry point: `python -m facezoo.train [overrides]` (Hydra) over the plain function `train(cfg)`.
 
 Each run writes into its Hydra output folder: `config.yaml` (resolved), `split.json` (retouching data),
 `checkpoints/{last,best}.ckpt` (atomic), `samples/*.png` and `metrics.json` (+ `metrics.md`).
 """
 
-import sys
+# isort: off
+import facezoo.utils.torchvision_shim  # noqa: F401  (first: lets Lightning import torchvision)
+# isort: on
 from pathlib import Path
 
 import hydra
@@ -12,13 +14,11 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
-from src.callbacks.checkpointing import AtomicCheckpointIO, ConfigInCheckpoint
-from src.utils.errors import ConfigError, FacezooError
-from src.utils.instantiate import instantiate, instantiate_group
-from src.utils.results import finish_loggers, test_metrics, write_metrics
-
-# absolute, so the console scripts (`facezoo-train`) find the config tree as `python -m src.train` does
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+from facezoo.callbacks.checkpointing import AtomicCheckpointIO, ConfigInCheckpoint
+from facezoo.cli import CONF_DIR, run_cli
+from facezoo.utils.errors import ConfigError
+from facezoo.utils.instantiate import instantiate, instantiate_group
+from facezoo.utils.results import finish_loggers, test_metrics, write_metrics
 
 
 def _resume_path(cfg: DictConfig) -> str | None:
@@ -79,15 +79,6 @@ def _report(out: Path) -> None:
     lines += [f"samples:     {g}" for g in grids[-2:]]
     lines.append(f"metrics:     {out / 'metrics.json'}")
     print("\n".join(lines))
-
-
-def run_cli(task, cfg: DictConfig):
-    """Run `task(cfg)`; bad input ends the program with one clear line on stderr and exit code 2."""
-    try:
-        return task(cfg)
-    except FacezooError as err:
-        print(f"facezoo: error: {err}", file=sys.stderr)
-        sys.exit(2)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

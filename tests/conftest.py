@@ -1,4 +1,4 @@
-"""Shared fixtures. Importing `src` first installs the torchvision shim (src/utils/torchvision_shim.py)."""
+"""Shared fixtures. The torchvision shim is imported explicitly first (src/utils/torchvision_shim.py)."""
 
 import os
 
@@ -9,7 +9,7 @@ os.environ.setdefault("HYDRA_FULL_ERROR", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-import src  # noqa: E402,F401
+import facezoo.utils.torchvision_shim  # noqa: E402,F401
 
 torch.set_num_threads(1)
 
@@ -24,12 +24,12 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from src.utils.compose import ROOT  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
 
 
 def run_module(module: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300):
     """Run `python -m <module> args...` the way a user does; returns the CompletedProcess."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0", **(env or {})}
+    full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
@@ -62,7 +62,7 @@ def vgg19_features() -> torch.nn.Sequential:
 @pytest.fixture(scope="session")
 def vgg19_folder(tmp_path_factory, vgg19_features) -> Path:
     """A folder holding a random VGG19 in torchvision layout under the real file name (tests only)."""
-    from src.utils.pretrained import KNOWN_WEIGHTS
+    from facezoo.utils.pretrained import KNOWN_WEIGHTS
 
     folder = tmp_path_factory.mktemp("vgg")
     state = {f"features.{k}": v for k, v in vgg19_features.state_dict().items()}
@@ -82,7 +82,7 @@ def fit_repeated(model, batch: dict, n: int):
     """Train `model` for `n` steps on the same ready batch (no validation, no checkpoints); the Trainer."""
     import pytorch_lightning as pl
 
-    from src.datamodules.repeated_batch import RepeatedBatchDataModule
+    from facezoo.datamodules.repeated_batch import RepeatedBatchDataModule
 
     trainer = pl.Trainer(
         max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
@@ -115,9 +115,9 @@ class LossRecorder:
 
 
 def train_with(cfg, callback, monkeypatch) -> dict:
-    """Run `src.train.train(cfg)` with one extra callback; its metrics."""
-    import src.train as train_module
-    from src.utils.instantiate import instantiate_group as original
+    """Run `facezoo.train.train(cfg)` with one extra callback; its metrics."""
+    import facezoo.train as train_module
+    from facezoo.utils.instantiate import instantiate_group as original
 
     def with_callback(group, what):
         objects = original(group, what)

@@ -8,10 +8,10 @@ import torch
 from conftest import TINY
 from hydra.utils import instantiate
 
-from src.datamodules.repeated_batch import RepeatedBatchDataModule
-from src.models.base import EMAUpdate
-from src.utils.compose import compose_config
-from src.utils.errors import ConfigError
+from facezoo.datamodules.repeated_batch import RepeatedBatchDataModule
+from facezoo.models.base import EMAUpdate
+from facezoo.utils.compose import compose_config
+from facezoo.utils.errors import ConfigError
 
 
 def _build(tmp_path, data_dir, *overrides):

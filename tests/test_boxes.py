@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from src.datamodules.boxes import (
+from facezoo.datamodules.boxes import (
     ComponentBoxes,
     canonical_boxes,
     hflip_boxes,
@@ -16,10 +16,10 @@ from src.datamodules.boxes import (
     load_gfpgan_landmarks,
     scale_boxes,
 )
-from src.datamodules.restore import RestoreDataModule
-from src.datamodules.synthetic import COMPONENTS
-from src.utils.errors import DataError
-from src.utils.image_io import to_float
+from facezoo.datamodules.restore import RestoreDataModule
+from facezoo.datamodules.synthetic import COMPONENTS
+from facezoo.utils.errors import DataError
+from facezoo.utils.image_io import to_float
 
 S = 64
 LEFT, RIGHT, NOSE, MOUTH = (COMPONENTS.index(c) for c in ("left_eye", "right_eye", "nose", "mouth"))

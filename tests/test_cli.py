@@ -15,7 +15,7 @@ def _common(tmp_path, data_dir):
 def test_gamma_multirun_gives_one_run_per_value_with_its_own_split(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     proc = run_module(
-        "src.train",
+        "facezoo.train",
         "-m",
         *_common(tmp_path, data_dir),
         "split.gamma=0.1,1.0",
@@ -35,7 +35,7 @@ def test_gamma_multirun_gives_one_run_per_value_with_its_own_split(tmp_path, dat
 def test_ddp_cpu_trains_with_two_processes(tmp_path, data_dir):
     out = tmp_path / "run"
     proc = run_module(
-        "src.train",
+        "facezoo.train",
         *_common(tmp_path, data_dir),
         "strategy=ddp_cpu",
         "split.gamma=0.5",
@@ -57,7 +57,7 @@ def _error_line(proc) -> str:
 
 
 def test_invalid_gamma_is_one_line(tmp_path, data_dir):
-    proc = run_module("src.train", *_common(tmp_path, data_dir), "split.gamma=1.5", cwd=tmp_path)
+    proc = run_module("facezoo.train", *_common(tmp_path, data_dir), "split.gamma=1.5", cwd=tmp_path)
     assert proc.returncode == 2
     assert (
         _error_line(proc)
@@ -66,13 +66,13 @@ def test_invalid_gamma_is_one_line(tmp_path, data_dir):
 
 
 def test_unknown_model_names_the_option(tmp_path, data_dir):
-    proc = run_module("src.train", *_common(tmp_path, data_dir), "model=nope", cwd=tmp_path)
+    proc = run_module("facezoo.train", *_common(tmp_path, data_dir), "model=nope", cwd=tmp_path)
     assert "Could not find 'model/nope'" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_missing_data_folder_is_named(tmp_path):
     proc = run_module(
-        "src.train",
+        "facezoo.train",
         "datamodule=ffhqr",
         f"paths.data_dir={tmp_path / 'nothing'}",
         f"paths.log_dir={tmp_path / 'logs'}",
@@ -98,7 +98,7 @@ def test_bad_files_are_named(tmp_path, damage):
     else:
         (root / "train" / "target" / "b.png").unlink()
     proc = run_module(
-        "src.train",
+        "facezoo.train",
         "datamodule=ffhqr",
         f"datamodule.data_dir={root}",
         "datamodule.image_size=64",
@@ -124,7 +124,6 @@ def test_sigterm_leaves_a_resumable_run(tmp_path, data_dir):
     import time
 
     import torch
-    from conftest import ROOT
 
     out = tmp_path / "run"
     args = [
@@ -134,9 +133,9 @@ def test_sigterm_leaves_a_resumable_run(tmp_path, data_dir):
         "callbacks.model_checkpoint.save_last=false",
         "callbacks.sample_grid=null",
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "src.train", *args],
+        [sys.executable, "-m", "facezoo.train", *args],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -154,7 +153,7 @@ def test_sigterm_leaves_a_resumable_run(tmp_path, data_dir):
     assert counter >= 3 and "saved a resumable checkpoint" in output
 
     resumed = run_module(
-        "src.train",
+        "facezoo.train",
         *_common(tmp_path, data_dir),
         f"ckpt_path={out}",
         f"trainer.max_epochs={counter // 3 + 1}",

@@ -1,11 +1,14 @@
 """Every documented combination of config groups composes, and the objects it names can be built."""
 
+from pathlib import Path
+
 import pytest
 from hydra.utils import instantiate
 
-from src.utils.compose import CONF_DIR as CONF
-from src.utils.compose import compose_config
+from facezoo.cli import CONF_DIR
+from facezoo.utils.compose import compose_config
 
+CONF = Path(CONF_DIR)
 DATAMODULES = sorted(p.stem for p in (CONF / "datamodule").glob("*.yaml"))
 STRATEGIES = sorted(p.stem for p in (CONF / "strategy").glob("*.yaml"))
 LOGGERS = sorted(p.stem for p in (CONF / "logger").glob("*.yaml"))

@@ -8,9 +8,9 @@ import pytest
 import torch
 from kornia.filters import filter2d
 
-import src  # noqa: F401
-from src.datamodules import degradations as D
-from src.datamodules.degradations_reference import benchmark, bivariate_gaussian, degrade_cv2
+import facezoo  # noqa: F401
+from facezoo.datamodules import degradations as D
+from facezoo.datamodules.degradations_reference import benchmark, bivariate_gaussian, degrade_cv2
 
 OFF = dict(blur_prob=0.0, downsample_prob=0.0, noise_prob=0.0, jpeg_prob=0.0, color_jitter_prob=0.0,
            gray_prob=0.0, color_jitter_pt_prob=0.0)  # fmt: skip

@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from src.datamodules.folders import ImageFolder, PairedImageFolders, RetouchFolder
-from src.datamodules.retouch import RetouchDataModule
-from src.utils.errors import ConfigError, DataError
-from src.utils.image_io import read_rgb_uint8
+from facezoo.datamodules.folders import ImageFolder, PairedImageFolders, RetouchFolder
+from facezoo.datamodules.retouch import RetouchDataModule
+from facezoo.utils.errors import ConfigError, DataError
+from facezoo.utils.image_io import read_rgb_uint8
 
 
 def _save(path, array, mode=None):

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from conftest import TINY, LossRecorder, first_batch, fit_repeated, train_with
 
-from src.utils.compose import compose_config
-from src.utils.errors import DataError, WeightsNotFoundError
-from src.utils.instantiate import instantiate
+from facezoo.utils.compose import compose_config
+from facezoo.utils.errors import DataError, WeightsNotFoundError
+from facezoo.utils.instantiate import instantiate
 
 GF = ["model=gfpgan", "datamodule=synthetic_restore", "datamodule.component_boxes=auto"]
 
@@ -111,7 +111,7 @@ def test_pyramid_loss_switches_off_at_the_configured_batch(tmp_path, data_dir, m
     recorder = LossRecorder(("pixel",), extra=lambda mod: [int(mod.pyramid_on())])
     import pytorch_lightning as pl
 
-    from src.datamodules.repeated_batch import RepeatedBatchDataModule
+    from facezoo.datamodules.repeated_batch import RepeatedBatchDataModule
 
     pl.Trainer(
         max_epochs=1,
@@ -163,7 +163,7 @@ def test_prior_checkpoint_of_our_clean_stylegan2_initialises_the_frozen_decoder(
                 *TINY,
                 "model=stylegan2",
                 "datamodule=synthetic_restore",
-                "model.generator._target_=src.models.components.stylegan2_clean.CleanGenerator",
+                "model.generator._target_=facezoo.models.components.stylegan2_clean.CleanGenerator",
                 "~model.generator.isconcat",
                 "model.generator.style_dim=32",
                 "model.generator.n_mlp=2",
@@ -239,9 +239,9 @@ def test_release_recipe_refuses_to_start_without_its_weights(tmp_path, vgg19_fol
 
 
 def test_import_cli_writes_a_checkpoint_that_eval_loads(tmp_path):
-    from src.eval import load_checkpoint, load_model
-    from src.models.components.gfpgan import GFPGANv1Clean
-    from src.models.gfpgan_import import main as gfpgan_import_main
+    from facezoo.eval import load_checkpoint, load_model
+    from facezoo.models.components.gfpgan import GFPGANv1Clean
+    from facezoo.models.gfpgan_import import main as gfpgan_import_main
 
     release = GFPGANv1Clean(64, num_style_feat=32, num_mlp=2, narrow=0.0625)  # tiny_gfpgan widths
     torch.save({"params_ema": release.state_dict()}, tmp_path / "GFPGANv1.4-64.pth")
@@ -259,8 +259,8 @@ def test_import_cli_writes_a_checkpoint_that_eval_loads(tmp_path):
 
 
 def test_component_crops_follow_a_flip():
-    from src.datamodules.boxes import hflip_boxes
-    from src.models.components.facial_component import component_crops
+    from facezoo.datamodules.boxes import hflip_boxes
+    from facezoo.models.components.facial_component import component_crops
 
     boxes = torch.tensor([[[10.0, 20, 25, 30], [38, 20, 53, 30], [28, 30, 35, 40], [18, 42, 45, 52]]])
     image = torch.full((1, 3, 64, 64), -1.0)
@@ -274,7 +274,7 @@ def test_component_crops_follow_a_flip():
 
 
 def test_identity_loss_and_metric_use_arcface_when_its_file_is_given(tmp_path, data_dir):
-    from src.models.components.arcface import ResNetArcFace
+    from facezoo.models.components.arcface import ResNetArcFace
 
     torch.save(ResNetArcFace().state_dict(), tmp_path / "arcface_resnet18.pth")
     m = _build(tmp_path, data_dir, "model.prior.from_scratch=true",

@@ -12,16 +12,16 @@ import pytest
 import torch
 from torch import nn
 
-from src.losses.gan_regularizers import path_length_penalty
-from src.models.components.gfpgan import GFPGANv1, GFPGANv1Clean
-from src.models.components.sft import channel_split_sft
-from src.models.components.stylegan2 import SQRT2, Discriminator, Generator, StyledConv
-from src.models.components.stylegan2_clean import CleanGenerator
-from src.models.components.stylegan2_clean import ModulatedConv2d as CleanModulatedConv2d
-from src.models.components.stylegan2_clean import StyleConv as CleanStyleConv
-from src.models.gfpgan_import import gfpgan_state, import_gfpgan, import_gfpgan_prior, infer_gfpgan_config
-from src.models.stylegan2 import StyleGAN2, fixed_noise
-from src.utils.errors import FacezooError
+from facezoo.losses.gan_regularizers import path_length_penalty
+from facezoo.models.components.gfpgan import GFPGANv1, GFPGANv1Clean
+from facezoo.models.components.sft import channel_split_sft
+from facezoo.models.components.stylegan2 import SQRT2, Discriminator, Generator, StyledConv
+from facezoo.models.components.stylegan2_clean import CleanGenerator
+from facezoo.models.components.stylegan2_clean import ModulatedConv2d as CleanModulatedConv2d
+from facezoo.models.components.stylegan2_clean import StyleConv as CleanStyleConv
+from facezoo.models.gfpgan_import import gfpgan_state, import_gfpgan, import_gfpgan_prior, infer_gfpgan_config
+from facezoo.models.stylegan2 import StyleGAN2, fixed_noise
+from facezoo.utils.errors import FacezooError
 
 STYLE = 32
 TINY = dict(out_size=64, num_style_feat=STYLE, num_mlp=2, narrow=0.125)  # decoder ≤ 64 ch, U-Net ≤ 32 ch

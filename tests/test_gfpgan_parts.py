@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from src.metrics import IdentitySimilarity
-from src.models.components.arcface import ResNetArcFace, gfpgan_identity_input
-from src.models.components.facial_component import (
+from facezoo.metrics import IdentitySimilarity
+from facezoo.models.components.arcface import ResNetArcFace, gfpgan_identity_input
+from facezoo.models.components.facial_component import (
     FacialComponentDiscriminator,
     component_crops,
     crop_boxes,

@@ -12,19 +12,19 @@ import torch.nn.functional as F
 from conftest import TINY, LossRecorder, first_batch, fit_repeated, train_with
 from torch import nn
 
-from src.models.components.arcface import IRSE50, gpen_identity_crop
-from src.models.components.gpen import GPENGenerator, count_parameters
-from src.models.components.stylegan2 import Discriminator, Generator
-from src.models.gpen_import import (
+from facezoo.models.components.arcface import IRSE50, gpen_identity_crop
+from facezoo.models.components.gpen import GPENGenerator, count_parameters
+from facezoo.models.components.stylegan2 import Discriminator, Generator
+from facezoo.models.gpen_import import (
     import_gpen_discriminator,
     import_gpen_generator,
     import_stylegan2_prior,
     infer_gpen_config,
 )
-from src.models.gpen_import import main as gpen_import_main
-from src.utils.compose import compose_config
-from src.utils.errors import FacezooError, WeightsNotFoundError
-from src.utils.instantiate import instantiate
+from facezoo.models.gpen_import import main as gpen_import_main
+from facezoo.utils.compose import compose_config
+from facezoo.utils.errors import FacezooError, WeightsNotFoundError
+from facezoo.utils.instantiate import instantiate
 
 GP = ["model=gpen", "datamodule=synthetic_restore"]
 TINY_ARCH = dict(size=64, style_dim=32, n_mlp=2, channel_multiplier=2, narrow=1 / 16)  # = tiny_gpen.yaml
@@ -182,7 +182,7 @@ def test_import_maps_every_official_tensor_then_restore_works(tmp_path, data_dir
 
 
 def test_import_cli_writes_a_checkpoint_that_eval_loads(tmp_path):
-    from src.eval import load_checkpoint, load_model
+    from facezoo.eval import load_checkpoint, load_model
 
     g_state = _random_state(official_generator_shapes(**TINY_ARCH))
     torch.save(g_state, tmp_path / "GPEN-BFR-64.pth")

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torchvision
 
-from src.metrics import LPIPS, SoftIoU, build_lpips, psnr_ssim_metrics
-from src.utils.errors import FacezooError, WeightsNotFoundError
+from facezoo.metrics import LPIPS, SoftIoU, build_lpips, psnr_ssim_metrics
+from facezoo.utils.errors import FacezooError, WeightsNotFoundError
 
 ALEX_FILE = "alexnet-owt-7be5be79.pth"
 

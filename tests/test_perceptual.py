@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from src.losses.perceptual import NAMES, PerceptualLoss, VGG19Features, gram
-from src.utils.errors import ConfigError, FacezooError, WeightsNotFoundError
-from src.utils.pretrained import KNOWN_WEIGHTS
+from facezoo.losses.perceptual import NAMES, PerceptualLoss, VGG19Features, gram
+from facezoo.utils.errors import ConfigError, FacezooError, WeightsNotFoundError
+from facezoo.utils.pretrained import KNOWN_WEIGHTS
 
 VGG19 = KNOWN_WEIGHTS["vgg19"].filename
 SHALLOW = {"conv1_2": 0.5, "relu2_1": 1.0}

@@ -8,8 +8,8 @@ import os
 import pytest
 import torch
 
-from src.utils.errors import FacezooError, WeightsNotFoundError
-from src.utils.pretrained import KNOWN_WEIGHTS, load_state_dict, main, resolve, warn_random_init
+from facezoo.utils.errors import FacezooError, WeightsNotFoundError
+from facezoo.utils.pretrained import KNOWN_WEIGHTS, load_state_dict, main, resolve, warn_random_init
 
 VGG19 = KNOWN_WEIGHTS["vgg19"].filename
 

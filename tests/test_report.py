@@ -8,7 +8,7 @@ from conftest import run_module
 from omegaconf import OmegaConf
 from PIL import Image
 
-from src.report import FAILED, LPIPS_MISSING, _use_log_x, collect, main, markdown_table, write_report
+from facezoo.report import FAILED, LPIPS_MISSING, _use_log_x, collect, main, markdown_table, write_report
 
 # job folder -> gamma; folders out of gamma order so that sorting is visible
 GAMMAS = {"0": 1.0, "1": 0.01, "2": 0.2, "3": 0.1}
@@ -124,6 +124,6 @@ def test_cli_errors_are_one_line_exit_2(gamma_sweep, tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("facezoo: error: ") and err.count("\n") == 1
-    proc = run_module("src.report", str(tmp_path / "missing"), cwd=tmp_path, timeout=120)
+    proc = run_module("facezoo.report", str(tmp_path / "missing"), cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr == f"facezoo: error: {tmp_path / 'missing'}: no such sweep folder\n"

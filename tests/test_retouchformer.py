@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from conftest import TINY, first_batch, fit_repeated
 
-from src.metrics import SoftIoU
-from src.utils.compose import compose_config
-from src.utils.errors import ConfigError, WeightsNotFoundError
-from src.utils.instantiate import instantiate
+from facezoo.metrics import SoftIoU
+from facezoo.utils.compose import compose_config
+from facezoo.utils.errors import ConfigError, WeightsNotFoundError
+from facezoo.utils.instantiate import instantiate
 
 RF = ["model=retouchformer", "split.gamma=0.5"]
 

@@ -4,14 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.models.components import vector_quantizer as vq_module
-from src.models.components.selective_attention import (
+from facezoo.models.components import vector_quantizer as vq_module
+from facezoo.models.components.selective_attention import (
     SelectiveBlock,
     SelectiveTransformer,
     WindowAttention,
     _relative_position_index,
 )
-from src.models.components.vector_quantizer import VectorQuantizer
+from facezoo.models.components.vector_quantizer import VectorQuantizer
 
 # ---------------------------------------------------------------- vector quantizer
 

@@ -3,8 +3,8 @@
 import pytest
 from conftest import QUIET
 
-from src.train import train
-from src.utils.compose import compose_config
+from facezoo.train import train
+from facezoo.utils.compose import compose_config
 
 
 @pytest.mark.slow

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from src.datamodules.sampler import MultiSubsetSampler
-from src.datamodules.split import make_split
-from src.utils.errors import ConfigError
+from facezoo.datamodules.sampler import MultiSubsetSampler
+from facezoo.datamodules.split import make_split
+from facezoo.utils.errors import ConfigError
 
 IDS = [f"{i:05d}" for i in range(200)]
 
@@ -92,8 +92,8 @@ def test_sampler_ranks_partition_the_draws():
 def test_identities_epochs_have_as_many_batches_for_every_gamma(tmp_path, data_dir):
     from conftest import TINY
 
-    from src.utils.compose import compose_config
-    from src.utils.instantiate import instantiate
+    from facezoo.utils.compose import compose_config
+    from facezoo.utils.instantiate import instantiate
 
     def batches(gamma, epoch):
         overrides = [*TINY, f"split.gamma={gamma}", f"datamodule.epoch={epoch}"]

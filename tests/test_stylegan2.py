@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from scipy.signal import convolve2d
 from torch import nn
 
-from src.losses.gan_regularizers import path_length_penalty, r1_penalty
-from src.models.components.stylegan2 import (
+from facezoo.losses.gan_regularizers import path_length_penalty, r1_penalty
+from facezoo.models.components.stylegan2 import (
     ConvLayer,
     Discriminator,
     Downsample,

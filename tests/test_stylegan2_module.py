@@ -8,10 +8,10 @@ import pytest
 import torch
 from conftest import TINY, first_batch, fit_repeated
 
-import src.models.stylegan2 as sg_module
-from src.train import train
-from src.utils.compose import compose_config
-from src.utils.instantiate import instantiate
+import facezoo.models.stylegan2 as sg_module
+from facezoo.train import train
+from facezoo.utils.compose import compose_config
+from facezoo.utils.instantiate import instantiate
 
 SG = ["model=stylegan2", "datamodule=synthetic_restore"]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from src.datamodules.synthetic import (
+from facezoo.datamodules.synthetic import (
     COMPONENTS,
     PARSING_LABELS,
     add_blemishes,
@@ -15,7 +15,7 @@ from src.datamodules.synthetic import (
     write_faces,
     write_ffhqr,
 )
-from src.utils.image_io import read_mask, read_rgb_uint8, to_uint8
+from facezoo.utils.image_io import read_mask, read_rgb_uint8, to_uint8
 
 S = 64
 SKIN, BROWS, EYES, NOSE, LIPS, HAIR = (PARSING_LABELS.index(n) for n in PARSING_LABELS[1:])

@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import TINY, LossRecorder, train_with
 
-from src.eval import evaluate
-from src.train import train
-from src.utils.compose import compose_config
+from facezoo.eval import evaluate
+from facezoo.train import train
+from facezoo.utils.compose import compose_config
 
 
 def test_train_writes_checkpoints_metrics_and_grid(tmp_path, data_dir):
@@ -87,7 +87,7 @@ def test_wandb_offline_writes_a_run(tmp_path, data_dir, monkeypatch):
 
 
 def test_wandb_is_offline_without_an_account(tmp_path, monkeypatch):
-    from src.utils.loggers import wandb_logger
+    from facezoo.utils.loggers import wandb_logger
 
     for var in ("WANDB_MODE", "WANDB_API_KEY"):
         monkeypatch.delenv(var, raising=False)

@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from src.models.components.vector_quantizer import VectorQuantizer
+from facezoo.models.components.vector_quantizer import VectorQuantizer
 
 K, C, STEPS = 16, 4, 3
 

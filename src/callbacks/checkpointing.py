@@ -1,5 +1,5 @@
 """Checkpoints that survive crashes: atomic writes, a last checkpoint on SIGTERM/Ctrl-C, and the run's
-config inside every checkpoint so `src.eval` can rebuild the model from the checkpoint alone."""
+config inside every checkpoint so `facezoo.eval` can rebuild the model from the checkpoint alone."""
 
 import os
 from pathlib import Path

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
-from src.models.base import eval_pair
-from src.utils.grid import as_rgb, make_grid
-from src.utils.image_io import to_uint8, write_image
+from facezoo.models.base import eval_pair
+from facezoo.utils.grid import as_rgb, make_grid
+from facezoo.utils.image_io import to_uint8, write_image
 
 
 class SampleGrid(pl.Callback):

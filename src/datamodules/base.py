@@ -12,10 +12,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from src.datamodules.folders import PlanDataset
-from src.datamodules.sampler import MultiSubsetSampler
-from src.utils.errors import ConfigError
-from src.utils.image_io import to_float
+from facezoo.datamodules.folders import PlanDataset
+from facezoo.datamodules.sampler import MultiSubsetSampler
+from facezoo.utils.errors import ConfigError
+from facezoo.utils.image_io import to_float
 
 IMAGE_KEYS = ("raw", "retouched", "lq", "hq")
 

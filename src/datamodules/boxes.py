@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from src.datamodules.synthetic import COMPONENTS
-from src.utils.errors import DataError
+from facezoo.datamodules.synthetic import COMPONENTS
+from facezoo.utils.errors import DataError
 
 EYE_ENLARGE = 1.4  # official `eye_enlarge_ratio` (options/train_gfpgan_v1.yml)
 BOXES_JSON = "boxes.json"

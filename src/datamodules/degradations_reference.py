@@ -6,7 +6,7 @@ functions (cv2.filter2D, cv2.resize, numpy noise, cv2.imencode), one image at a 
 same distributions as the batched version but not the same values. It is the yardstick for the tests and for
 `benchmark`, not a training code path.
 
-Run ``python -m src.datamodules.degradations_reference [size] [batch] [repeats] [threads]`` to print the
+Run ``python -m facezoo.datamodules.degradations_reference [size] [batch] [repeats] [threads]`` to print the
 benchmark.
 """
 
@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import torch
 
-import src  # noqa: F401  (torchvision shim)
-from src.datamodules.degradations import CV2_GRAY, TORCHVISION_GRAY, BlindDegradation, make_config
+import facezoo  # noqa: F401  (torchvision shim)
+from facezoo.datamodules.degradations import CV2_GRAY, TORCHVISION_GRAY, BlindDegradation, make_config
 
 _CV2_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 

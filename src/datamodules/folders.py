@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from src.utils.errors import DataError
-from src.utils.image_io import list_images, read_mask, read_rgb_uint8, uint8_to_tensor
+from facezoo.utils.errors import DataError
+from facezoo.utils.image_io import list_images, read_mask, read_rgb_uint8, uint8_to_tensor
 
 log = logging.getLogger("facezoo")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from src.datamodules.base import FaceDataModule
-from src.datamodules.boxes import (
+from facezoo.datamodules.base import FaceDataModule
+from facezoo.datamodules.boxes import (
     BOXES_JSON,
     ComponentBoxes,
     hflip_boxes,
@@ -24,9 +24,9 @@ from src.datamodules.boxes import (
     load_boxes_json,
     load_gfpgan_landmarks,
 )
-from src.datamodules.folders import ImageFolder, PairedImageFolders, PlanDataset
-from src.utils.errors import ConfigError, DataError
-from src.utils.pretrained import KNOWN_WEIGHTS, resolve
+from facezoo.datamodules.folders import ImageFolder, PairedImageFolders, PlanDataset
+from facezoo.utils.errors import ConfigError, DataError
+from facezoo.utils.pretrained import KNOWN_WEIGHTS, resolve
 
 # mixed into the batch seed for the flips: the degradation draws from a generator seeded by the batch seed
 # itself, and its first draws must not decide the flips
@@ -84,7 +84,7 @@ class RestoreDataModule(FaceDataModule):
 
     def prepare_data(self) -> None:
         if self.synthetic:
-            from src.datamodules.synthetic import write_faces
+            from facezoo.datamodules.synthetic import write_faces
 
             synthetic = dict(self.synthetic)
             counts = {s: synthetic.pop(s) for s in ("train", "val", "test")}

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from pytorch_lightning.utilities import rank_zero_only
 
-from src.datamodules.base import FaceDataModule
-from src.datamodules.folders import PlanDataset, RetouchFolder
-from src.datamodules.split import check_gamma, make_split
-from src.utils.errors import ConfigError, DataError
+from facezoo.datamodules.base import FaceDataModule
+from facezoo.datamodules.folders import PlanDataset, RetouchFolder
+from facezoo.datamodules.split import check_gamma, make_split
+from facezoo.utils.errors import ConfigError, DataError
 
 log = logging.getLogger("facezoo")
 
@@ -51,7 +51,7 @@ class RetouchDataModule(FaceDataModule):
 
     def prepare_data(self) -> None:
         if self.synthetic:
-            from src.datamodules.synthetic import write_ffhqr
+            from facezoo.datamodules.synthetic import write_ffhqr
 
             write_ffhqr(self.data_dir, **self.synthetic)
 

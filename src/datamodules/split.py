@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from src.utils.errors import ConfigError
+from facezoo.utils.errors import ConfigError
 
 
 @dataclass(frozen=True)

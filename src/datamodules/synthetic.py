@@ -8,7 +8,7 @@ shows the same face. Faces are aligned like FFHQ crops: eyes near 40% height and
 `write_ffhqr` writes the FFHQR layout (raw `source`, retouched `target`, soft `mask`, `boxes.json`) and
 `write_faces` a folder of clean faces for restoration; both finish with a `DONE.json`, which makes a second
 call with the same arguments a no-op and lets an interrupted write be detected and redone.
-CLI: `python -m src.datamodules.synthetic OUT [--size 256] [--train 200 --val 20 --test 20] [--seed 0]
+CLI: `python -m facezoo.datamodules.synthetic OUT [--size 256] [--train 200 --val 20 --test 20] [--seed 0]
 [--faces-only N]`.
 """
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from src.utils.image_io import write_image
+from facezoo.utils.image_io import write_image
 
 PARSING_LABELS = ("background", "skin", "brows", "eyes", "nose", "lips", "hair")  # index = label id
 COMPONENTS = ("left_eye", "right_eye", "nose", "mouth")  # left_eye = the eye with the smaller x (image left)
@@ -636,7 +636,7 @@ def write_faces(root, n: int, size: int = 256, seed: int = 0, batch_size: int = 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m src.datamodules.synthetic",
+    parser = argparse.ArgumentParser(prog="python -m facezoo.datamodules.synthetic",
                                      description="Render the procedural face data set.")
     parser.add_argument("out", type=Path, help="output folder")
     parser.add_argument("--size", type=int, default=256, help="image size in pixels")

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.utils.errors import ConfigError, FacezooError
-from src.utils.pretrained import load_state_dict, resolve, warn_random_init
+from facezoo.utils.errors import ConfigError, FacezooError
+from facezoo.utils.pretrained import load_state_dict, resolve, warn_random_init
 
 _CONVS_PER_BLOCK = (2, 2, 4, 4, 4)
 _WIDTHS = (64, 128, 256, 512, 512)

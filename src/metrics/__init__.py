@@ -1,9 +1,12 @@
 """Evaluation metrics: PSNR / SSIM, LPIPS (offline backbone), soft IoU of masks and identity similarity."""
+# isort: off
+import facezoo.utils.torchvision_shim  # noqa: F401  (first: lets Lightning/torchmetrics import torchvision)
+# isort: on
 
-from src.metrics.identity import IdentitySimilarity
-from src.metrics.image_quality import psnr_ssim_metrics
-from src.metrics.lpips import LPIPS, build_lpips
-from src.metrics.soft_iou import ConstantMaskSoftIoU, SoftIoU
+from facezoo.metrics.identity import IdentitySimilarity
+from facezoo.metrics.image_quality import psnr_ssim_metrics
+from facezoo.metrics.lpips import LPIPS, build_lpips
+from facezoo.metrics.soft_iou import ConstantMaskSoftIoU, SoftIoU
 
 __all__ = [
     "LPIPS",

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from src.models.components.arcface import gfpgan_identity_input
+from facezoo.models.components.arcface import gfpgan_identity_input
 
 
 class IdentitySimilarity(Metric):

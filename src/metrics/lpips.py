@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from src.utils.errors import ConfigError, FacezooError, WeightsNotFoundError
-from src.utils.pretrained import load_state_dict, resolve
+from facezoo.utils.errors import ConfigError, FacezooError, WeightsNotFoundError
+from facezoo.utils.pretrained import load_state_dict, resolve
 
 log = logging.getLogger("facezoo")
 

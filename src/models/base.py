@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from src.metrics import ConstantMaskSoftIoU, SoftIoU, build_lpips, psnr_ssim_metrics
-from src.utils.errors import ConfigError
+from facezoo.metrics import ConstantMaskSoftIoU, SoftIoU, build_lpips, psnr_ssim_metrics
+from facezoo.utils.errors import ConfigError
 
 # EMA copies and mean teachers stay in eval mode on purpose; Lightning warns about any eval-mode module.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.losses.adversarial import discriminator_loss, generator_loss
-from src.models.base import FaceZooModule, eval_pair
+from facezoo.losses.adversarial import discriminator_loss, generator_loss
+from facezoo.models.base import FaceZooModule, eval_pair
 
 
 class Pix2PixBaseline(FaceZooModule):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from torch import nn
 
-from src.models.gpen_import import match_state_dict
-from src.utils.errors import FacezooError, WeightsNotFoundError
-from src.utils.pretrained import KNOWN_WEIGHTS, load_state_dict, resolve, warn_random_init
+from facezoo.models.gpen_import import match_state_dict
+from facezoo.utils.errors import FacezooError, WeightsNotFoundError
+from facezoo.utils.pretrained import KNOWN_WEIGHTS, load_state_dict, resolve, warn_random_init
 
 log = logging.getLogger("facezoo")
 

@@ -39,20 +39,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.datamodules.boxes import scale_boxes
-from src.losses.adversarial import discriminator_loss, generator_loss
-from src.losses.gan_regularizers import r1_penalty
-from src.losses.perceptual import PerceptualLoss, gram
-from src.metrics.identity import IdentitySimilarity
-from src.models.components.arcface import ResNetArcFace, gfpgan_identity_input
-from src.models.components.facial_component import FacialComponentDiscriminator, component_crops
-from src.models.gan_prior import GANPriorMixin
-from src.models.gfpgan_import import import_gfpgan_prior
-from src.models.gpen_import import match_state_dict
-from src.models.stylegan2 import LazyRegularizedGAN, resize_to
-from src.utils.errors import ConfigError, DataError
-from src.utils.instantiate import plain_dict
-from src.utils.pretrained import KNOWN_WEIGHTS, load_state_dict, resolve
+from facezoo.datamodules.boxes import scale_boxes
+from facezoo.losses.adversarial import discriminator_loss, generator_loss
+from facezoo.losses.gan_regularizers import r1_penalty
+from facezoo.losses.perceptual import PerceptualLoss, gram
+from facezoo.metrics.identity import IdentitySimilarity
+from facezoo.models.components.arcface import ResNetArcFace, gfpgan_identity_input
+from facezoo.models.components.facial_component import FacialComponentDiscriminator, component_crops
+from facezoo.models.gan_prior import GANPriorMixin
+from facezoo.models.gfpgan_import import import_gfpgan_prior
+from facezoo.models.gpen_import import match_state_dict
+from facezoo.models.stylegan2 import LazyRegularizedGAN, resize_to
+from facezoo.utils.errors import ConfigError, DataError
+from facezoo.utils.instantiate import plain_dict
+from facezoo.utils.pretrained import KNOWN_WEIGHTS, load_state_dict, resolve
 
 log = logging.getLogger("facezoo")
 

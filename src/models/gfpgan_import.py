@@ -13,8 +13,8 @@ Every file is read with `torch.load(weights_only=True)`. Accepted:
 Every key must match in name and shape; otherwise `FacezooError` lists the missing, unexpected and mis-shaped
 keys in one line (`gpen_import.match_state_dict`).
 
-CLI: `python -m src.models.gfpgan_import GFPGANv1.4.pth --out gfpgan.ckpt` writes a checkpoint that
-`python -m src.eval ckpt_path=gfpgan.ckpt` evaluates (architecture inferred from the state_dict's shapes).
+CLI: `python -m facezoo.models.gfpgan_import GFPGANv1.4.pth --out gfpgan.ckpt` writes a checkpoint that
+`python -m facezoo.eval ckpt_path=gfpgan.ckpt` evaluates (architecture inferred from the state_dict's shapes).
 """
 
 import argparse
@@ -26,8 +26,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from src.models.components.stylegan2_clean import CleanGenerator
-from src.models.gpen_import import (
+from facezoo.models.components.stylegan2_clean import CleanGenerator
+from facezoo.models.gpen_import import (
     _levels,
     _lightning_part,
     _read,
@@ -37,8 +37,8 @@ from src.models.gpen_import import (
     match_state_dict,
     prior_states,
 )
-from src.models.import_cli import write_imported_checkpoint
-from src.utils.errors import FacezooError
+from facezoo.models.import_cli import write_imported_checkpoint
+from facezoo.utils.errors import FacezooError
 
 DECODER = "stylegan_decoder."
 CLASSES = {"clean": "GFPGANv1Clean", "original": "GFPGANv1"}
@@ -209,9 +209,9 @@ def import_gfpgan_prior(source, decoder: nn.Module) -> tuple[dict, dict | None]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m src.models.gfpgan_import",
+        prog="python -m facezoo.models.gfpgan_import",
         description="Convert an official GFP-GAN generator (GFPGANv1.3/v1.4 clean, or GFPGANv1 paper) into a "
-        "facezoo checkpoint that src.eval, src.restore and the GFP-GAN module load.",
+        "facezoo checkpoint that facezoo.eval, facezoo.restore and the GFP-GAN module load.",
     )
     parser.add_argument("generator", help="GFPGANv1.4.pth, GFPGANv1.3.pth, GFPGANv1.pth or a net_g_*.pth")
     parser.add_argument("--out", required=True, help="the .ckpt file to write")
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     code = write_imported_checkpoint(overrides, load, args.out)
     if code == 0:
         print(f"wrote {args.out}: {CLASSES[arch['variant']]} {arch} "
-              f"(evaluate with: python -m src.eval ckpt_path={args.out})")
+              f"(evaluate with: python -m facezoo.eval ckpt_path={args.out})")
     return code
 
 

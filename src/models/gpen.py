@@ -34,16 +34,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.losses.adversarial import discriminator_loss, generator_loss
-from src.models.base import eval_pair
-from src.models.components.arcface import IRSE50, gpen_identity_crop
-from src.models.components.gpen import GPENGenerator
-from src.models.gan_prior import GANPriorMixin
-from src.models.gpen_import import import_stylegan2_prior, match_state_dict
-from src.models.stylegan2 import LazyRegularizedGAN, resize_to
-from src.utils.errors import ConfigError
-from src.utils.instantiate import plain_dict
-from src.utils.pretrained import KNOWN_WEIGHTS, load_state_dict, resolve
+from facezoo.losses.adversarial import discriminator_loss, generator_loss
+from facezoo.models.base import eval_pair
+from facezoo.models.components.arcface import IRSE50, gpen_identity_crop
+from facezoo.models.components.gpen import GPENGenerator
+from facezoo.models.gan_prior import GANPriorMixin
+from facezoo.models.gpen_import import import_stylegan2_prior, match_state_dict
+from facezoo.models.stylegan2 import LazyRegularizedGAN, resize_to
+from facezoo.utils.errors import ConfigError
+from facezoo.utils.instantiate import plain_dict
+from facezoo.utils.pretrained import KNOWN_WEIGHTS, load_state_dict, resolve
 
 log = logging.getLogger("facezoo")
 

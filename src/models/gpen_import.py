@@ -17,8 +17,8 @@ What is accepted (each file read with `torch.load(weights_only=True)`):
 Every key must match in name and shape; otherwise `FacezooError` lists the missing, unexpected and
 mis-shaped keys in one line.
 
-CLI: `python -m src.models.gpen_import GPEN-BFR-512.pth [--discriminator GPEN-BFR-512-D.pth] --out gpen.ckpt`
-writes a checkpoint that `python -m src.eval ckpt_path=gpen.ckpt` evaluates (model config inferred from the
+CLI: `python -m facezoo.models.gpen_import GPEN-BFR-512.pth [--discriminator GPEN-BFR-512-D.pth] --out gpen.ckpt`
+writes a checkpoint that `python -m facezoo.eval ckpt_path=gpen.ckpt` evaluates (model config inferred from the
 state_dict's shapes).
 """
 
@@ -32,9 +32,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from src.models.import_cli import write_imported_checkpoint
-from src.utils.errors import FacezooError
-from src.utils.pretrained import load_state_dict
+from facezoo.models.import_cli import write_imported_checkpoint
+from facezoo.utils.errors import FacezooError
+from facezoo.utils.pretrained import load_state_dict
 
 SHOW = 8  # keys listed per kind of mismatch
 
@@ -243,9 +243,9 @@ def infer_gpen_config(state: Mapping) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m src.models.gpen_import",
+        prog="python -m facezoo.models.gpen_import",
         description="Convert an official GPEN generator (and discriminator) into a facezoo checkpoint that "
-        "src.eval and the GPEN module load.",
+        "facezoo.eval and the GPEN module load.",
     )
     parser.add_argument("generator", help="GPEN-BFR-512.pth, GPEN-BFR-256.pth or a GPEN training checkpoint")
     parser.add_argument("--discriminator", help="GPEN-BFR-512-D.pth (optional)")
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
 
     code = write_imported_checkpoint(overrides, load, args.out)
     if code == 0:
-        print(f"wrote {args.out}: GPEN {arch} (evaluate with: python -m src.eval ckpt_path={args.out})")
+        print(f"wrote {args.out}: GPEN {arch} (evaluate with: python -m facezoo.eval ckpt_path={args.out})")
     return code
 
 

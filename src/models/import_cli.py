@@ -1,5 +1,5 @@
 """What the weight importers' command lines share: build a facezoo model from config overrides, load the
-imported weights into it and write a checkpoint that `python -m src.eval ckpt_path=...` loads."""
+imported weights into it and write a checkpoint that `python -m facezoo.eval ckpt_path=...` loads."""
 
 import sys
 import tempfile
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from src.utils.errors import FacezooError
+from facezoo.utils.errors import FacezooError
 
 
 def write_imported_checkpoint(overrides: list[str], load: Callable, out: str) -> int:
@@ -16,9 +16,9 @@ def write_imported_checkpoint(overrides: list[str], load: Callable, out: str) ->
     and its resolved config to `out`. → the exit code (2 with a one-line message on a FacezooError)."""
     from omegaconf import OmegaConf, open_dict
 
-    from src.callbacks.checkpointing import CONFIG_KEY
-    from src.utils.compose import compose_config
-    from src.utils.instantiate import instantiate
+    from facezoo.callbacks.checkpointing import CONFIG_KEY
+    from facezoo.utils.compose import compose_config
+    from facezoo.utils.instantiate import instantiate
 
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -55,21 +55,21 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from src.losses.adversarial import discriminator_loss, generator_loss
-from src.losses.perceptual import PerceptualLoss
-from src.models.base import FaceZooModule
-from src.models.components.mask_discriminator import MaskInjectedDiscriminator
-from src.models.components.retouchformer_nets import (
+from facezoo.losses.adversarial import discriminator_loss, generator_loss
+from facezoo.losses.perceptual import PerceptualLoss
+from facezoo.models.base import FaceZooModule
+from facezoo.models.components.mask_discriminator import MaskInjectedDiscriminator
+from facezoo.models.components.retouchformer_nets import (
     MultiScaleEncoder,
     MultiScaleTokens,
     ReconstructionDecoder,
     SynthesisDecoder,
 )
-from src.models.components.selective_attention import SelectiveTransformer
-from src.models.components.unet import UNetGenerator
-from src.models.components.vector_quantizer import VectorQuantizer
-from src.utils.errors import ConfigError
-from src.utils.instantiate import plain_dict
+from facezoo.models.components.selective_attention import SelectiveTransformer
+from facezoo.models.components.unet import UNetGenerator
+from facezoo.models.components.vector_quantizer import VectorQuantizer
+from facezoo.utils.errors import ConfigError
+from facezoo.utils.instantiate import plain_dict
 
 OUTPUTS = ("synthesis", "residual", "blend")
 

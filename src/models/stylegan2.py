@@ -36,11 +36,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from src.losses.adversarial import discriminator_loss, generator_loss
-from src.losses.gan_regularizers import path_length_penalty, r1_penalty
-from src.models.base import FaceZooModule, eval_pair
-from src.models.components.stylegan2 import mixing_noise
-from src.utils.errors import ConfigError
+from facezoo.losses.adversarial import discriminator_loss, generator_loss
+from facezoo.losses.gan_regularizers import path_length_penalty, r1_penalty
+from facezoo.models.base import FaceZooModule, eval_pair
+from facezoo.models.components.stylegan2 import mixing_noise
+from facezoo.utils.errors import ConfigError
 
 FD_METRIC = "pixel_fd"
 

@@ -7,8 +7,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-ROOT = Path(__file__).resolve().parents[2]
-CONF_DIR = ROOT / "conf"
+from facezoo.cli import CONF_DIR, WORK_ROOT
+
 
 
 def compose_config(
@@ -20,12 +20,12 @@ def compose_config(
     """The composed config; with `output_dir`, `${hydra:runtime.output_dir}` resolves to it (and data goes to
     `data_dir` when given), so the config can be instantiated and run like a CLI job."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
     if output_dir is not None:
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(output_dir)
-            cfg.hydra.runtime.cwd = str(ROOT)
+            cfg.hydra.runtime.cwd = str(WORK_ROOT)
             cfg.hydra.job.num = 0
             if data_dir is not None:
                 cfg.paths.data_dir = str(data_dir)

@@ -7,7 +7,7 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from src.utils.errors import ConfigError, FacezooError
+from facezoo.utils.errors import ConfigError, FacezooError
 
 
 @contextmanager

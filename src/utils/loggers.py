@@ -18,7 +18,7 @@ def _wandb_logged_in() -> bool:
 def wandb_logger(**kwargs) -> WandbLogger:
     """A WandbLogger that runs offline unless the user is logged in or has set WANDB_MODE.
 
-    Multirun jobs each get their own run: `src.train` calls `wandb.finish()` when a job ends."""
+    Multirun jobs each get their own run: `facezoo.train` calls `wandb.finish()` when a job ends."""
     if "WANDB_MODE" not in os.environ and not kwargs.get("offline"):
         kwargs["offline"] = not _wandb_logged_in()
     return WandbLogger(**kwargs)

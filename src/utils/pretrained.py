@@ -7,13 +7,13 @@ for identity, StyleGAN2 priors, DFDNet dictionaries, face parsing). Nothing is e
 Search order of ``resolve``:
 
 1. the explicit path from the config (if given it must exist: a wrong path is an error, never skipped);
-2. the project's pretrained folder: ``$FACEZOO_PRETRAINED``, default ``<repo root>/pretrained/``;
+2. the project's pretrained folder: ``$FACEZOO_PRETRAINED``, default ``./pretrained/`` of the working directory;
 3. torch hub's cache: ``torch.hub.get_dir()/checkpoints/`` (follows ``$TORCH_HOME``, i.e.
    ``$TORCH_HOME/hub/checkpoints/``) and also ``$TORCH_HOME/checkpoints/``.
 
 A network that should be pretrained but is built without weights must call ``warn_random_init``.
 
-``python -m src.utils.pretrained`` (or ``facezoo-weights``) lists every known file and where it was found.
+``python -m facezoo.utils.pretrained`` (or ``facezoo-weights``) lists every known file and where it was found.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from pathlib import Path
 
 import torch
 
-from src.utils.errors import FacezooError, WeightsNotFoundError
+from facezoo.cli import WORK_ROOT
+from facezoo.utils.errors import FacezooError, WeightsNotFoundError
 
 log = logging.getLogger("facezoo")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PRETRAINED_ENV = "FACEZOO_PRETRAINED"
 
 
@@ -124,9 +124,10 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
 
 
 def pretrained_dir() -> Path:
-    """The project's pretrained folder: ``$FACEZOO_PRETRAINED`` or ``<repo root>/pretrained``."""
+    """The project's pretrained folder: ``$FACEZOO_PRETRAINED`` or ``./pretrained`` of the working directory
+    (never the package's location: an installed wheel has no pretrained folder)."""
     env = os.environ.get(PRETRAINED_ENV)
-    return Path(env).expanduser() if env else REPO_ROOT / "pretrained"
+    return Path(env).expanduser() if env else WORK_ROOT / "pretrained"
 
 
 def search_dirs() -> list[Path]:
@@ -253,7 +254,7 @@ def _table() -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     """List every known pretrained file, what needs it, and where it was found (or 'missing')."""
     parser = argparse.ArgumentParser(
-        prog="python -m src.utils.pretrained",
+        prog="python -m facezoo.utils.pretrained",
         description="List the pretrained weight files facezoo knows and where they were found. "
         "Nothing is downloaded.",
     )

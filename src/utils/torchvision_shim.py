@@ -4,6 +4,10 @@ torchvision registers fake kernels for `torchvision::nms`/`qnms` at import time,
 `_C.so` cannot be loaded. Defining the two schemas first lets the pure-Python parts import (and with
 them torchmetrics, Lightning and lpips). facezoo never calls torchvision's compiled ops or image I/O.
 Where `_C.so` loads (a matching torchvision build) this does nothing.
+
+Importing this module applies the shim (once). It is imported explicitly, first, by the sub-packages whose
+modules import Lightning / torchmetrics / lpips (`facezoo.models`, `.metrics`, `.losses`, `.callbacks`,
+`.datamodules`) and by the entry points; `import facezoo` alone does not touch torch or torchvision.
 """
 
 import importlib.util
@@ -32,3 +36,6 @@ def install() -> bool:
         lib.define(f"{name}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _LIBRARIES.append(lib)
     return True
+
+
+install()

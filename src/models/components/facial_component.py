@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.models.components.stylegan2 import ConvLayer
+from facezoo.models.components.stylegan2 import ConvLayer
 
 # Order of the components in a batch's `boxes` (src/datamodules/synthetic.py COMPONENTS); GFP-GAN skips the
 # nose.

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.models.components.stylegan2 import (
+from facezoo.models.components.stylegan2 import (
     BLUR_KERNEL,
     ConvLayer,
     EqualConv2d,
@@ -35,7 +35,7 @@ from src.models.components.stylegan2 import (
     _log_size,
     stylegan_channels,
 )
-from src.models.components.stylegan2_clean import CleanGenerator
+from facezoo.models.components.stylegan2_clean import CleanGenerator
 
 
 def _resize(x: torch.Tensor, factor: float) -> torch.Tensor:

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from src.models.components.stylegan2 import (
+from facezoo.models.components.stylegan2 import (
     BLUR_KERNEL,
     ConvLayer,
     EqualLinear,

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.models.components.sft import channel_split_sft
+from facezoo.models.components.sft import channel_split_sft
 
 SQRT2 = math.sqrt(2)
 BLUR_KERNEL = (1, 3, 3, 1)

@@ -1,8 +1,8 @@
 """Collect a Hydra multirun into one results table (CSV + markdown) and a metric-vs-setting plot.
 
-A sweep (``python -m facezoo.train -m split.gamma=0.01,0.1,0.2,1.0``) writes ``<sweep_dir>/<job_num>/`` folders
-holding ``config.yaml`` (the resolved config), ``.hydra/overrides.yaml`` and, once the job has finished,
-``metrics.json``. A job folder without ``metrics.json`` is reported as failed, never dropped.
+A sweep (``python -m facezoo.train -m split.gamma=0.01,0.1,0.2,1.0``) writes ``<sweep_dir>/<job_num>/``
+folders holding ``config.yaml`` (the resolved config), ``.hydra/overrides.yaml`` and, once the job has
+finished, ``metrics.json``. A job folder without ``metrics.json`` is reported as failed, never dropped.
 
     python -m facezoo.report <sweep_dir> [--by KEY ...] [--x KEY] [--out DIR] [--title TEXT]
 
@@ -239,7 +239,8 @@ def write_report(
 def main(argv: list[str] | None = None) -> int:
     """CLI; bad input prints one ``facezoo: error: ...`` line on stderr and returns 2."""
     parser = argparse.ArgumentParser(
-        prog="python -m facezoo.report", description="Tabulate (and plot) the test metrics of a Hydra multirun."
+        prog="python -m facezoo.report",
+        description="Tabulate (and plot) the test metrics of a Hydra multirun.",
     )
     parser.add_argument("sweep_dir", help="the multirun folder holding one folder per job")
     parser.add_argument(

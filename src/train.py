@@ -34,8 +34,9 @@ def _resume_path(cfg: DictConfig) -> str | None:
     return str(path)
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit (and test) the configured model; returns the final metrics."""
+def train(cfg: DictConfig, callbacks: list[pl.Callback] = ()) -> dict[str, float]:
+    """Fit (and test) the configured model; returns the final metrics. `callbacks` are added to the
+    configured ones (notebooks, tests)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -45,7 +46,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.datamodule, "datamodule")
     model = instantiate(cfg.model, "model")
     loggers = instantiate_group(cfg.get("logger"), "logger")
-    callbacks = instantiate_group(cfg.get("callbacks"), "callbacks") + [ConfigInCheckpoint(cfg)]
+    callbacks = [*instantiate_group(cfg.get("callbacks"), "callbacks"), ConfigInCheckpoint(cfg), *callbacks]
     if not loggers:  # Lightning refuses an LR monitor without a logger (e.g. `logger=null`)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: pl.Trainer = instantiate(

@@ -5,13 +5,13 @@ import copy
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import TINY
 from hydra.utils import instantiate
 
 from facezoo.datamodules.repeated_batch import RepeatedBatchDataModule
 from facezoo.models.base import EMAUpdate
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import ConfigError
+from helpers import TINY
 
 
 def _build(tmp_path, data_dir, *overrides):

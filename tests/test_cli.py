@@ -4,8 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import QUIET, TINY, run_module
 from PIL import Image
+
+from helpers import QUIET, TINY, run_module
 
 
 def _common(tmp_path, data_dir):

@@ -7,11 +7,12 @@ recipe's refusals.
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, LossRecorder, first_batch, fit_repeated, train_with
 
+from facezoo.train import train
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import DataError, WeightsNotFoundError
 from facezoo.utils.instantiate import instantiate
+from helpers import TINY, LossRecorder, first_batch, fit_repeated
 
 GF = ["model=gfpgan", "datamodule=synthetic_restore", "datamodule.component_boxes=auto"]
 
@@ -186,7 +187,7 @@ def test_prior_checkpoint_of_our_clean_stylegan2_initialises_the_frozen_decoder(
 GF_LOSSES = ("pixel", "gan", "d", "mouth_gan", "left_eye_d")
 
 
-def test_resume_continues_exactly(tmp_path, data_dir, monkeypatch):
+def test_resume_continues_exactly(tmp_path, data_dir):
     # R1 every 2 batches and flips: the lazy schedule, the flips and the component Ds cross the resume
     overrides = [
         *TINY,
@@ -199,23 +200,17 @@ def test_resume_continues_exactly(tmp_path, data_dir, monkeypatch):
         "model.ema_rampup=0.05",
     ]
     full = LossRecorder(GF_LOSSES)
-    metrics = train_with(
-        compose_config(overrides=overrides, output_dir=tmp_path / "full", data_dir=data_dir),
-        full,
-        monkeypatch,
-    )
+    cfg = compose_config(overrides=overrides, output_dir=tmp_path / "full", data_dir=data_dir)
+    metrics = train(cfg, callbacks=[full])
     assert full.counters == [1, 2, 3, 4, 5, 6]
     mid = tmp_path / "mid.ckpt"
-    train_with(
-        compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir),
-        LossRecorder(GF_LOSSES, save_at=2, path=mid),
-        monkeypatch,
-    )
+    cfg = compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir)
+    train(cfg, callbacks=[LossRecorder(GF_LOSSES, save_at=2, path=mid)])
     resumed = LossRecorder(GF_LOSSES)
     cfg = compose_config(
         overrides=[*overrides, f"ckpt_path={mid}"], output_dir=tmp_path / "b", data_dir=data_dir
     )
-    metrics_resumed = train_with(cfg, resumed, monkeypatch)
+    metrics_resumed = train(cfg, callbacks=[resumed])
     assert resumed.counters == full.counters[2:]
     flat = [v for batch in resumed.losses for v in batch]
     assert flat == pytest.approx([v for batch in full.losses[2:] for v in batch], rel=1e-5, abs=1e-6)

@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, LossRecorder, first_batch, fit_repeated, train_with
 from torch import nn
 
 from facezoo.models.components.arcface import IRSE50, gpen_identity_crop
@@ -22,9 +21,11 @@ from facezoo.models.gpen_import import (
     infer_gpen_config,
 )
 from facezoo.models.gpen_import import main as gpen_import_main
+from facezoo.train import train
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import FacezooError, WeightsNotFoundError
 from facezoo.utils.instantiate import instantiate
+from helpers import TINY, LossRecorder, first_batch, fit_repeated
 
 GP = ["model=gpen", "datamodule=synthetic_restore"]
 TINY_ARCH = dict(size=64, style_dim=32, n_mlp=2, channel_multiplier=2, narrow=1 / 16)  # = tiny_gpen.yaml
@@ -336,23 +337,23 @@ def _path_mean(module):
     return [float(module.mean_path_length)]
 
 
-def test_resume_continues_exactly(tmp_path, data_dir, monkeypatch):
+def test_resume_continues_exactly(tmp_path, data_dir):
     # R1 and path length every 2 batches: the lazy schedules and the path-length mean cross the resume
     overrides = [*TINY, *GP, "model.size=32", "trainer.max_epochs=2", "trainer.limit_train_batches=3",
                  "model.r1_every=2", "model.path_every=2", "model.recipes.paper.path_weight=2",
                  "model.ema_rampup=0.05"]
     full = LossRecorder(GPEN_LOSSES, extra=_path_mean)
     cfg = compose_config(overrides=overrides, output_dir=tmp_path / "full", data_dir=data_dir)
-    metrics = train_with(cfg, full, monkeypatch)
+    metrics = train(cfg, callbacks=[full])
     assert full.counters == [1, 2, 3, 4, 5, 6]
     mid = tmp_path / "mid.ckpt"
-    train_with(compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir),
-                LossRecorder(GPEN_LOSSES, save_at=2, path=mid, extra=_path_mean), monkeypatch)
+    cfg = compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir)
+    train(cfg, callbacks=[LossRecorder(GPEN_LOSSES, save_at=2, path=mid, extra=_path_mean)])
     resumed = LossRecorder(GPEN_LOSSES, extra=_path_mean)
     cfg = compose_config(
         overrides=[*overrides, f"ckpt_path={mid}"], output_dir=tmp_path / "b", data_dir=data_dir
     )
-    metrics_resumed = train_with(cfg, resumed, monkeypatch)
+    metrics_resumed = train(cfg, callbacks=[resumed])
     assert resumed.counters == full.counters[2:]
     flat = [v for batch in resumed.losses for v in batch]
     assert flat == pytest.approx([v for batch in full.losses[2:] for v in batch], rel=1e-5, abs=1e-6)

@@ -4,11 +4,11 @@ import csv
 import json
 
 import pytest
-from conftest import run_module
 from omegaconf import OmegaConf
 from PIL import Image
 
 from facezoo.report import FAILED, LPIPS_MISSING, _use_log_x, collect, main, markdown_table, write_report
+from helpers import run_module
 
 # job folder -> gamma; folders out of gamma order so that sorting is visible
 GAMMAS = {"0": 1.0, "1": 0.01, "2": 0.2, "3": 0.1}

@@ -6,12 +6,12 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, first_batch, fit_repeated
 
 from facezoo.metrics import SoftIoU
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import ConfigError, WeightsNotFoundError
 from facezoo.utils.instantiate import instantiate
+from helpers import TINY, first_batch, fit_repeated
 
 RF = ["model=retouchformer", "split.gamma=0.5"]
 

@@ -1,10 +1,10 @@
 """Slower end-to-end runs (`make test-full`): the default recipe learns on the synthetic data."""
 
 import pytest
-from conftest import QUIET
 
 from facezoo.train import train
 from facezoo.utils.compose import compose_config
+from helpers import QUIET
 
 
 @pytest.mark.slow

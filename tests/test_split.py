@@ -90,10 +90,9 @@ def test_sampler_ranks_partition_the_draws():
 
 
 def test_identities_epochs_have_as_many_batches_for_every_gamma(tmp_path, data_dir):
-    from conftest import TINY
-
     from facezoo.utils.compose import compose_config
     from facezoo.utils.instantiate import instantiate
+    from helpers import TINY
 
     def batches(gamma, epoch):
         overrides = [*TINY, f"split.gamma={gamma}", f"datamodule.epoch={epoch}"]

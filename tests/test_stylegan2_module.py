@@ -6,12 +6,12 @@ import copy
 
 import pytest
 import torch
-from conftest import TINY, first_batch, fit_repeated
 
 import facezoo.models.stylegan2 as sg_module
 from facezoo.train import train
 from facezoo.utils.compose import compose_config
 from facezoo.utils.instantiate import instantiate
+from helpers import TINY, first_batch, fit_repeated
 
 SG = ["model=stylegan2", "datamodule=synthetic_restore"]
 

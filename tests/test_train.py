@@ -5,11 +5,11 @@ import math
 
 import pytest
 import torch
-from conftest import TINY, LossRecorder, train_with
 
 from facezoo.eval import evaluate
 from facezoo.train import train
 from facezoo.utils.compose import compose_config
+from helpers import TINY, LossRecorder
 
 
 def test_train_writes_checkpoints_metrics_and_grid(tmp_path, data_dir):
@@ -30,26 +30,20 @@ def test_train_writes_checkpoints_metrics_and_grid(tmp_path, data_dir):
     assert int(ckpt["state_dict"]["batch_counter"]) == 3
 
 
-def test_resume_continues_with_same_counter_and_losses(tmp_path, data_dir, monkeypatch):
+def test_resume_continues_with_same_counter_and_losses(tmp_path, data_dir):
     overrides = [*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "split.gamma=0.5"]
     full = LossRecorder()
-    train_with(
-        compose_config(overrides=overrides, output_dir=tmp_path / "full", data_dir=data_dir),
-        full,
-        monkeypatch,
-    )
+    train(compose_config(overrides=overrides, output_dir=tmp_path / "full", data_dir=data_dir), [full])
     assert full.counters == [1, 2, 3, 4, 5, 6]
 
     mid = tmp_path / "mid.ckpt"  # saved after batch 2 of epoch 0: a mid-epoch interruption
     first = LossRecorder(save_at=2, path=mid)
-    train_with(
-        compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir), first, monkeypatch
-    )
+    train(compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir), [first])
     resumed = LossRecorder()
     cfg = compose_config(
         overrides=[*overrides, f"ckpt_path={mid}"], output_dir=tmp_path / "b", data_dir=data_dir
     )
-    train_with(cfg, resumed, monkeypatch)
+    train(cfg, callbacks=[resumed])
     assert resumed.counters == full.counters[2:]
     flat = [v for batch in resumed.losses for v in batch]
     assert flat == pytest.approx([v for batch in full.losses[2:] for v in batch], rel=1e-5, abs=1e-6)

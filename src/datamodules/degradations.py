@@ -380,7 +380,7 @@ def _axis_coords(n_out: int, valid: torch.Tensor, src: torch.Tensor, n_in: int) 
     normalised for an input tensor of n_in pixels (align_corners=False)."""
     j = torch.arange(n_out, device=valid.device, dtype=torch.float64)
     j = torch.minimum(j[None], (valid - 1).double()[:, None])
-    pos = (j + 0.5) * (facezoo.double() / valid.double())[:, None] - 0.5
+    pos = (j + 0.5) * (src.double() / valid.double())[:, None] - 0.5
     return ((2.0 * pos + 1.0) / n_in - 1.0).float()
 
 

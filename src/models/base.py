@@ -111,6 +111,10 @@ class FaceZooModule(pl.LightningModule):
     def predict(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def inference_networks(self) -> list[str]:
+        """The submodules `predict` uses (`load_model` reads and builds only these). Default: every child."""
+        return [name for name, _ in self.named_children()]
+
     @torch.no_grad()
     def restore(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
         self.check_input(lq)

@@ -54,6 +54,9 @@ class Pix2PixBaseline(FaceZooModule):
         net = self.generator_ema.module if self.generator_ema is not None else self.generator
         return {"image": self.generate(net, lq)}
 
+    def inference_networks(self) -> list[str]:
+        return ["generator_ema" if self.generator_ema is not None else "generator"]
+
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         source, target, _ = eval_pair(batch)
         opt_g, opt_d = self.optimizers()

@@ -17,9 +17,9 @@ What is accepted (each file read with `torch.load(weights_only=True)`):
 Every key must match in name and shape; otherwise `FacezooError` lists the missing, unexpected and
 mis-shaped keys in one line.
 
-CLI: `python -m facezoo.models.gpen_import GPEN-BFR-512.pth [--discriminator GPEN-BFR-512-D.pth] --out gpen.ckpt`
-writes a checkpoint that `python -m facezoo.eval ckpt_path=gpen.ckpt` evaluates (model config inferred from the
-state_dict's shapes).
+CLI: `python -m facezoo.models.gpen_import GPEN-BFR-512.pth [--discriminator GPEN-BFR-512-D.pth]
+--out gpen.ckpt` writes a checkpoint that `python -m facezoo.eval ckpt_path=gpen.ckpt` evaluates (model config
+inferred from the state_dict's shapes).
 """
 
 import argparse

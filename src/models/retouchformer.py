@@ -209,6 +209,10 @@ class RetouchFormer(FaceZooModule):
         mask = self.teacher_mask(lq, redrawn)
         return {"image": self.synthesize(lq, feats, mask), "mask": mask, "prior": redrawn}
 
+    def inference_networks(self) -> list[str]:
+        return ["encoder", "quant_conv", "quantizer", "reconstructor", "mask_teacher", "tokens",
+                "transformer", "decoder"]
+
     def phi(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """φ(x, y): the observed per-pixel difference as a soft mask in [0, 1]."""
         diff = (x - y).abs().amax(1, keepdim=True)

@@ -100,6 +100,10 @@ class LazyRegularizedGAN(FaceZooModule):
     def world_size(self) -> int:
         return self.trainer.world_size if self._trainer is not None else 1
 
+    def inference_networks(self) -> list[str]:
+        """restore() runs the generator EMA (the generator when there is none)."""
+        return ["generator_ema" if getattr(self, "generator_ema", None) is not None else "generator"]
+
     def regularize_now(self, weight: float, every: int) -> bool:
         """Lazy schedule: batches 0, k, 2k … of the run (rosinality's `i % k == 0`)."""
         return weight > 0 and every > 0 and int(self.batch_counter) % every == 0

@@ -10,7 +10,6 @@ from omegaconf import DictConfig, open_dict
 from facezoo.cli import CONF_DIR, WORK_ROOT
 
 
-
 def compose_config(
     name: str = "train",
     overrides=(),

@@ -7,7 +7,7 @@ for identity, StyleGAN2 priors, DFDNet dictionaries, face parsing). Nothing is e
 Search order of ``resolve``:
 
 1. the explicit path from the config (if given it must exist: a wrong path is an error, never skipped);
-2. the project's pretrained folder: ``$FACEZOO_PRETRAINED``, default ``./pretrained/`` of the working directory;
+2. the project's pretrained folder: ``$FACEZOO_PRETRAINED``, default ``./pretrained/`` (working directory);
 3. torch hub's cache: ``torch.hub.get_dir()/checkpoints/`` (follows ``$TORCH_HOME``, i.e.
    ``$TORCH_HOME/hub/checkpoints/``) and also ``$TORCH_HOME/checkpoints/``.
 

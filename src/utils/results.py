@@ -17,7 +17,7 @@ def write_metrics(folder: str | Path, metrics: dict[str, float], title: str = "m
     rows = [f"# {title}", "", "| metric | value |", "|---|---|"]
     rows += [f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items())]
     if "test/lpips" not in metrics and "val/lpips" not in metrics:
-        rows += ["", "LPIPS: unavailable (backbone weights not found; see `python -m facezoo.utils.pretrained`)."]
+        rows += ["", "LPIPS: unavailable (backbone weights not found; see `facezoo-weights`)."]
     (folder / "metrics.md").write_text("\n".join(rows) + "\n")
     return path
 

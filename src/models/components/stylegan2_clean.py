@@ -24,7 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facezoo.models.components.stylegan2 import SQRT2, PixelNorm, StyleGeneratorAPI, _log_size, stylegan_channels
+from facezoo.models.components.stylegan2 import (
+    SQRT2,
+    PixelNorm,
+    StyleGeneratorAPI,
+    _log_size,
+    stylegan_channels,
+)
 
 
 def _upsample(x: torch.Tensor) -> torch.Tensor:

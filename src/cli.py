@@ -18,10 +18,13 @@ CONF_DIR = str(_PACKAGE / "conf" if (_PACKAGE / "conf").is_dir() else _PACKAGE.p
 WORK_ROOT = Path.cwd()
 
 
-def fail(message: str, code: int = 2):
-    """The one-line error exit of every command."""
-    print(f"facezoo: error: {message}", file=sys.stderr)
-    sys.exit(code)
+USAGE_ERROR = 2  # the exit code of bad input (argparse's too)
+
+
+def error_line(err: BaseException | str) -> int:
+    """Print the one-line message of bad input on stderr; → the exit code to end with."""
+    print(f"facezoo: error: {err}", file=sys.stderr)
+    return USAGE_ERROR
 
 
 def run_cli(task, *args, **kwargs):
@@ -29,4 +32,4 @@ def run_cli(task, *args, **kwargs):
     try:
         return task(*args, **kwargs)
     except FacezooError as err:
-        fail(str(err))
+        sys.exit(error_line(err))

@@ -1,8 +1,10 @@
 """Evaluate a checkpoint: `python -m facezoo.eval ckpt_path=<run>/checkpoints/best.ckpt [datamodule=...]`.
 
-The model is rebuilt from the config stored in the checkpoint (no run folder needed); the data come from
-`datamodule=` when given, else from the checkpoint's config. Writes `metrics.json` and `metrics.md` into the
-eval run folder, plus a sample grid.
+`ckpt_path` is any file `load_model` reads: a facezoo checkpoint (trained or imported) or an official release
+(GPEN-BFR-512.pth, GFPGANv1.4.pth …). The model is rebuilt from the checkpoint alone, only its inference
+networks read; the data come from `datamodule=` when given, else from the checkpoint's config (a release has
+none). Stored configs only build the zoo's own classes (`facezoo.utils.targets`). Writes `metrics.json` and
+`metrics.md` into the eval run folder, plus a sample grid.
 """
 
 # isort: off
@@ -12,43 +14,21 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from facezoo.callbacks.checkpointing import CONFIG_KEY
 from facezoo.callbacks.sample_grid import SampleGrid
+from facezoo.checkpoints import load_model, open_model_file
 from facezoo.cli import CONF_DIR, run_cli
-from facezoo.utils.errors import ConfigError, FacezooError
 from facezoo.utils.instantiate import instantiate
 from facezoo.utils.results import test_metrics, write_metrics
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path={path}: file not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise FacezooError(f"{path}: not a readable checkpoint ({err.__class__.__name__})") from None
-    if CONFIG_KEY not in ckpt:
-        raise FacezooError(f"{path}: no facezoo config inside (was it written by `facezoo.train`?)")
-    return ckpt
-
-
-def load_model(ckpt: dict) -> pl.LightningModule:
-    run_cfg = OmegaConf.create(ckpt[CONFIG_KEY])
-    model = instantiate(run_cfg.model, "model")
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
-
-
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    ckpt = load_checkpoint(cfg.ckpt_path)
-    model = load_model(ckpt)
+    file = open_model_file(cfg.ckpt_path, option="ckpt_path")
+    data_cfg = cfg.datamodule if cfg.get("datamodule") else file.datamodule_config()
+    model = load_model(file)
     out = Path(cfg.paths.output_dir)
-    data_cfg = cfg.datamodule if cfg.get("datamodule") else OmegaConf.create(ckpt[CONFIG_KEY]).datamodule
     datamodule = instantiate(data_cfg, "datamodule", manifest_dir=str(out))
     trainer: pl.Trainer = instantiate(
         cfg.trainer, "trainer", logger=False, callbacks=[SampleGrid(str(out / "samples"))]

@@ -16,11 +16,11 @@ import argparse
 import csv
 import json
 import math
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from facezoo.cli import error_line
 from facezoo.utils.errors import ConfigError, DataError, FacezooError
 
 PREFIX = "test/"
@@ -33,7 +33,7 @@ BASELINES = {"_input": "input vs target", "_const": "best constant mask"}
 
 def _baseline_suffix(key: str) -> str:
     return next((suffix for suffix in BASELINES if key.endswith(suffix)), "")
-LPIPS_MISSING = "LPIPS: unavailable (backbone weights not found; see `python -m facezoo.utils.pretrained`)."
+LPIPS_MISSING = "LPIPS: unavailable (backbone weights not found; see `facezoo-weights`)."
 
 
 def _load_yaml(path: Path):
@@ -259,8 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = collect(args.sweep_dir, by)
         paths = write_report(rows, args.out or args.sweep_dir, x=args.x, title=title)
     except FacezooError as err:
-        print(f"facezoo: error: {err}", file=sys.stderr)
-        return 2
+        return error_line(err)
     print(markdown_table(rows, title))
     if args.x is not None and not any(p.suffix == ".png" for p in paths):
         print(f"no plot: {args.x} is not numeric in every finished job")

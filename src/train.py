@@ -14,7 +14,8 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
-from facezoo.callbacks.checkpointing import AtomicCheckpointIO, ConfigInCheckpoint
+from facezoo.callbacks.checkpointing import ConfigInCheckpoint
+from facezoo.checkpoints import FacezooCheckpointIO, initialise_from
 from facezoo.cli import CONF_DIR, run_cli
 from facezoo.utils.errors import ConfigError
 from facezoo.utils.instantiate import instantiate, instantiate_group
@@ -31,6 +32,11 @@ def _resume_path(cfg: DictConfig) -> str | None:
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path}: no checkpoint there (expected a .ckpt file or a run folder)"
         )
+    if cfg.get("init_from"):
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path} and init_from={cfg.init_from}: ckpt_path resumes a run, init_from "
+            "starts a new one from a file's weights; give one"
+        )
     return str(path)
 
 
@@ -45,18 +51,20 @@ def train(cfg: DictConfig, callbacks: list[pl.Callback] = ()) -> dict[str, float
 
     datamodule = instantiate(cfg.datamodule, "datamodule")
     model = instantiate(cfg.model, "model")
+    if cfg.get("init_from"):  # a new run from a file's networks (not a resume)
+        initialise_from(model, cfg.init_from)
     loggers = instantiate_group(cfg.get("logger"), "logger")
     callbacks = [*instantiate_group(cfg.get("callbacks"), "callbacks"), ConfigInCheckpoint(cfg), *callbacks]
     if not loggers:  # Lightning refuses an LR monitor without a logger (e.g. `logger=null`)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+        cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, plugins=[FacezooCheckpointIO()]
     )
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     try:
         if cfg.get("train", True):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if cfg.get("test", True):
             best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None

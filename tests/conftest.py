@@ -38,7 +38,7 @@ def vgg19_features() -> torch.nn.Sequential:
 @pytest.fixture(scope="session")
 def vgg19_folder(tmp_path_factory, vgg19_features) -> Path:
     """A folder holding a random VGG19 in torchvision layout under the real file name (tests only)."""
-    from facezoo.utils.pretrained import KNOWN_WEIGHTS
+    from facezoo.weights.resolver import KNOWN_WEIGHTS
 
     folder = tmp_path_factory.mktemp("vgg")
     state = {f"features.{k}": v for k, v in vgg19_features.state_dict().items()}

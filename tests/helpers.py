@@ -48,15 +48,30 @@ def fit_repeated(model, batch: dict, n: int):
 
 class LossRecorder:
     """A Lightning callback (built lazily: conftest must not import Lightning early) recording, after every
-    training batch, the logged `train/<key>` values (plus `extra(pl_module)` values) and the batch counter;
-    with `save_at`, saves a checkpoint to `path` after that many batches."""
+    training batch, the logged `train/<key>` values (plus `extra(pl_module)` values) and the batch counter,
+    and in `logs` every loss the module's `train_step` returned for that batch, and in `final_state` the
+    module's state_dict when training ends; with `save_at`, saves a checkpoint to `path` after that many
+    batches."""
 
     def __new__(cls, keys=("l1",), save_at: int | None = None, path=None, extra=None):
         import pytorch_lightning as pl
 
         class _Recorder(pl.Callback):
             def __init__(self) -> None:
-                self.losses, self.counters = [], []
+                self.losses, self.counters, self.logs, self.final_state = [], [], [], {}
+
+            def on_train_start(self, trainer, pl_module):
+                train_step = pl_module.train_step
+
+                def recorded(batch):
+                    logs = train_step(batch)
+                    self.logs.append({k: float(v) for k, v in sorted(logs.items())})
+                    return logs
+
+                pl_module.train_step = recorded
+
+            def on_train_end(self, trainer, pl_module):
+                self.final_state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
 
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
                 values = [float(trainer.callback_metrics[f"train/{k}"]) for k in keys]
@@ -66,3 +81,21 @@ class LossRecorder:
                     trainer.save_checkpoint(path)
 
         return _Recorder()
+
+
+def hostile_target(marker: Path) -> dict:
+    """A config node that, if instantiated, writes `marker` (`Path(marker).write_text('pwned')`): what a
+    crafted checkpoint may carry in its config (tests/test_checkpoints.py)."""
+    path = {"_target_": "pathlib.Path", "_args_": [str(marker)]}
+    return {"_target_": "pathlib.Path.write_text", "_args_": [path, "pwned"]}
+
+
+class WritesOnUnpickle:
+    """Unpickling an instance writes `marker` (a checkpoint that runs code when loaded without
+    `weights_only=True`)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = Path(marker)
+
+    def __reduce__(self):
+        return Path.write_text, (self.marker, "pwned")

@@ -164,3 +164,36 @@ def test_sigterm_leaves_a_resumable_run(tmp_path, data_dir):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     final = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
     assert int(final["state_dict"]["batch_counter"]) > counter
+
+
+def test_eval_refuses_a_checkpoint_whose_config_names_foreign_code(tmp_path):
+    import torch
+
+    from helpers import hostile_target
+
+    marker = tmp_path / "pwned.txt"
+    config = {
+        "model": {"_target_": "facezoo.models.gpen.GPEN", "generator": hostile_target(marker)},
+        "datamodule": {"_target_": "facezoo.datamodules.restore.RestoreDataModule"},
+    }
+    torch.save({"state_dict": {}, "facezoo_config": config, "facezoo_format": 1}, tmp_path / "crafted.ckpt")
+    proc = run_module("facezoo.eval", f"ckpt_path={tmp_path / 'crafted.ckpt'}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert _error_line(proc) == (
+        f"facezoo: error: {tmp_path / 'crafted.ckpt'}: model.generator: refused to build _target_ "
+        "'pathlib.Path.write_text'; a stored config may only name facezoo networks, modules and datamodules, "
+        "torch.optim optimizers and schedulers, torch.nn modules"
+    )
+    assert not marker.exists()
+
+
+def test_import_of_an_unknown_file_is_one_line(tmp_path):
+    import torch
+
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
+    proc = run_module("facezoo.weights.cli", str(tmp_path / "other.pth"), "--out", str(tmp_path / "x.ckpt"),
+                      cwd=tmp_path)
+    assert proc.returncode == 2 and not (tmp_path / "x.ckpt").exists()
+    assert _error_line(proc).startswith(
+        f"facezoo: error: {tmp_path / 'other.pth'}: no known generator; facezoo reads facezoo checkpoints"
+    )

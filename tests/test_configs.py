@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
 from facezoo.cli import CONF_DIR
@@ -67,3 +68,40 @@ def test_gamma_sweep_and_debug_compose(tmp_path):
     cfg = compose_config(overrides=["hparams_search=gamma_sweep", "debug=default"], output_dir=tmp_path)
     assert cfg.hydra.sweeper.params["split.gamma"] == "0.01,0.1,0.2,1.0"
     assert cfg.trainer.max_epochs == 1 and cfg.logger is None
+
+
+RECIPES = sorted(p.stem for p in (CONF / "model" / "recipe").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipes_are_a_config_group_of_their_method(tmp_path, recipe):
+    model = recipe.rsplit("_", 1)[0]  # gpen_simple -> model=gpen
+    overrides = ["debug=tiny", f"model={model}", f"model/recipe={recipe}"]
+    module = instantiate(compose_config(overrides=overrides, output_dir=tmp_path).model)
+    assert set(module.loss_weights) == set(module.LOSS_WEIGHTS)
+    with pytest.raises(MissingConfigException, match=r"recipe/paper'\n\nAvailable options in 'model/recipe'"):
+        compose_config(overrides=[f"model={model}", "model/recipe=paper"], output_dir=tmp_path)
+
+
+def test_experiments_choose_their_recipe_and_the_command_line_another(tmp_path):
+    simple = compose_config(overrides=["experiment=gfpgan_synthetic"], output_dir=tmp_path).model
+    assert simple.component_discriminator is None and simple.loss_weights.identity == 0
+    overrides = ["experiment=gfpgan_synthetic", "model/recipe=gfpgan_paper"]
+    paper = compose_config(overrides=overrides, output_dir=tmp_path).model
+    assert paper.component_discriminator is not None and paper.loss_weights.identity == 10
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_config_has_the_one_shape(tmp_path, model):
+    """Injected networks; optimizers (and schedulers) per network group as `_partial_` torch objects; one dict
+    of loss weights; the run's iterations; no flat learning-rate or loss-weight keys."""
+    cfg = compose_config(overrides=[f"model={model}"], output_dir=tmp_path).model
+    assert cfg.discriminator._target_.startswith("facezoo.models.components.")
+    assert all(n._target_.startswith("torch.optim.") and n._partial_ for n in cfg.optimizers.values())
+    schedulers = cfg.schedulers or {}
+    assert set(schedulers) <= set(cfg.optimizers) and all(
+        n._target_.startswith("torch.optim.lr_scheduler.") and n._partial_ for n in schedulers.values()
+    )
+    assert cfg.loss_weights and "iterations" in cfg
+    flat = [k for k in cfg if k.startswith(("lr", "betas", "optimizer_", "recipe")) or k.endswith("_weight")]
+    assert not flat, flat

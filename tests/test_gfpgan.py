@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facezoo.train import train
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import DataError, WeightsNotFoundError
 from facezoo.utils.instantiate import instantiate
@@ -135,7 +134,7 @@ def test_missing_boxes_give_a_clear_error(tmp_path, data_dir):
     del batch["boxes"]
     with pytest.raises(DataError, match="datamodule.component_boxes"):
         fit_repeated(m, batch, 1)
-    simple = _build(tmp_path, data_dir, "model.recipe=simple", "model.prior.from_scratch=true")
+    simple = _build(tmp_path, data_dir, "model/recipe=gfpgan_simple", "model.prior.from_scratch=true")
     assert not simple.component_discriminators and len(simple.configure_optimizers()[0]) == 2
     fit_repeated(simple, batch, 1)  # the simple recipe needs no boxes
 
@@ -147,7 +146,7 @@ def test_tiny_gfpgan_overfits_a_few_pairs(tmp_path, data_dir):
         "model.generator.fix_decoder=false",
         "model.prior.from_scratch=true",
         "model.ema_half_life_images=0",
-        "model.recipe=simple",
+        "model/recipe=gfpgan_simple",
     )
     batch = _batch(tmp_path, data_dir)
     before = F.l1_loss(m.restore(batch["lq"])["image"], batch["hq"]).item()
@@ -184,44 +183,12 @@ def test_prior_checkpoint_of_our_clean_stylegan2_initialises_the_frozen_decoder(
         torch.testing.assert_close(m.generator_ema.module.stylegan_decoder.state_dict()[k], v)
 
 
-GF_LOSSES = ("pixel", "gan", "d", "mouth_gan", "left_eye_d")
-
-
-def test_resume_continues_exactly(tmp_path, data_dir):
-    # R1 every 2 batches and flips: the lazy schedule, the flips and the component Ds cross the resume
-    overrides = [
-        *TINY,
-        *GF,
-        "trainer.max_epochs=2",
-        "trainer.limit_train_batches=3",
-        "model.r1_every=2",
-        "model.prior.from_scratch=true",
-        "datamodule.use_hflip=true",
-        "model.ema_rampup=0.05",
-    ]
-    full = LossRecorder(GF_LOSSES)
-    cfg = compose_config(overrides=overrides, output_dir=tmp_path / "full", data_dir=data_dir)
-    metrics = train(cfg, callbacks=[full])
-    assert full.counters == [1, 2, 3, 4, 5, 6]
-    mid = tmp_path / "mid.ckpt"
-    cfg = compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir)
-    train(cfg, callbacks=[LossRecorder(GF_LOSSES, save_at=2, path=mid)])
-    resumed = LossRecorder(GF_LOSSES)
-    cfg = compose_config(
-        overrides=[*overrides, f"ckpt_path={mid}"], output_dir=tmp_path / "b", data_dir=data_dir
-    )
-    metrics_resumed = train(cfg, callbacks=[resumed])
-    assert resumed.counters == full.counters[2:]
-    flat = [v for batch in resumed.losses for v in batch]
-    assert flat == pytest.approx([v for batch in full.losses[2:] for v in batch], rel=1e-5, abs=1e-6)
-    assert metrics_resumed["test/psnr"] == pytest.approx(metrics["test/psnr"], rel=1e-5)
-
 
 def test_release_recipe_refuses_to_start_without_its_weights(tmp_path, vgg19_folder):
     cfg = compose_config(overrides=["experiment=gfpgan_ffhq512"], output_dir=tmp_path)
     assert cfg.model.size == 512 and cfg.datamodule.batch_size == 3 and cfg.datamodule.use_hflip
     assert cfg.model.generator._target_.endswith("GFPGANv1") and cfg.model.generator.channel_multiplier == 1
-    assert cfg.trainer.max_steps == 800_000 * 5
+    assert cfg.iterations == 800_000 and cfg.trainer.max_steps == -1  # batches, whatever the optimizer count
     with pytest.raises(WeightsNotFoundError, match="StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth"):
         instantiate(cfg.model, "model")
     (tmp_path / "prior.pth").touch()
@@ -234,15 +201,15 @@ def test_release_recipe_refuses_to_start_without_its_weights(tmp_path, vgg19_fol
 
 
 def test_import_cli_writes_a_checkpoint_that_eval_loads(tmp_path):
-    from facezoo.eval import load_checkpoint, load_model
+    from facezoo.checkpoints import load_model
     from facezoo.models.components.gfpgan import GFPGANv1Clean
-    from facezoo.models.gfpgan_import import main as gfpgan_import_main
+    from facezoo.weights.cli import main as import_main
 
     release = GFPGANv1Clean(64, num_style_feat=32, num_mlp=2, narrow=0.0625)  # tiny_gfpgan widths
     torch.save({"params_ema": release.state_dict()}, tmp_path / "GFPGANv1.4-64.pth")
     out = tmp_path / "gfpgan64.ckpt"
-    assert gfpgan_import_main([str(tmp_path / "GFPGANv1.4-64.pth"), "--out", str(out)]) == 0
-    model = load_model(load_checkpoint(out))
+    assert import_main([str(tmp_path / "GFPGANv1.4-64.pth"), "--out", str(out)]) == 0
+    model = load_model(out)
     assert model.size == 64 and model.generator.variant == "clean"
     for k, v in release.state_dict().items():
         assert torch.equal(model.generator_ema.module.state_dict()[k], v), k
@@ -250,7 +217,9 @@ def test_import_cli_writes_a_checkpoint_that_eval_loads(tmp_path):
     expected = release.eval()(lq, return_rgb=False, randomize_noise=False)[0]
     torch.testing.assert_close(model.restore(lq)["image"], expected)
     torch.save({"params": {"conv_body_first.weight": torch.zeros(1)}}, tmp_path / "broken.pth")
-    assert gfpgan_import_main([str(tmp_path / "broken.pth"), "--out", str(tmp_path / "x.ckpt")]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        import_main([str(tmp_path / "broken.pth"), "--out", str(tmp_path / "x.ckpt")])
+    assert exit_.value.code == 2
 
 
 def test_component_crops_follow_a_flip():
@@ -275,8 +244,15 @@ def test_identity_loss_and_metric_use_arcface_when_its_file_is_given(tmp_path, d
     m = _build(tmp_path, data_dir, "model.prior.from_scratch=true",
                f"model.identity.weights={tmp_path / 'arcface_resnet18.pth'}")
     batch = _batch(tmp_path, data_dir)
+    arcface = m.identity_loss.net.net  # a Frozen helper: trained around, never trained
+    before = {k: v.clone() for k, v in arcface.state_dict().items()}
     assert "train/identity" in fit_repeated(m, batch, 1).callback_metrics
-    metric = m._identity["metrics"]["val"]
+    assert m.training and not arcface.training and all(p.grad is None for p in arcface.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in arcface.state_dict().items())  # BN statistics too
+    metric = m.val_identity
     m.update_extra_metrics("val", batch["hq"], batch["hq"])
     assert metric.compute() == pytest.approx(1.0, abs=1e-5)  # a face is itself
-    assert not any(k.startswith("_identity") or "arcface" in k for k in m.state_dict())  # not checkpointed
+    assert not any(k.startswith("identity") or "arcface" in k for k in m.state_dict())  # not checkpointed
+    without = _build(tmp_path, data_dir, "model.prior.from_scratch=true")  # no ArcFace file: the same keys
+    without.load_state_dict(m.state_dict())
+    m.load_state_dict(without.state_dict())

@@ -19,9 +19,9 @@ from facezoo.models.components.stylegan2 import SQRT2, Discriminator, Generator,
 from facezoo.models.components.stylegan2_clean import CleanGenerator
 from facezoo.models.components.stylegan2_clean import ModulatedConv2d as CleanModulatedConv2d
 from facezoo.models.components.stylegan2_clean import StyleConv as CleanStyleConv
-from facezoo.models.gfpgan_import import gfpgan_state, import_gfpgan, import_gfpgan_prior, infer_gfpgan_config
 from facezoo.models.stylegan2 import StyleGAN2, fixed_noise
 from facezoo.utils.errors import FacezooError
+from facezoo.weights.gfpgan import gfpgan_state, import_gfpgan, import_gfpgan_prior, infer_gfpgan_config
 
 STYLE = 32
 TINY = dict(out_size=64, num_style_feat=STYLE, num_mlp=2, narrow=0.125)  # decoder ≤ 64 ch, U-Net ≤ 32 ch
@@ -193,7 +193,11 @@ def test_clean_generator_has_the_official_names_and_the_core_interface():
 def test_clean_generator_trains_in_the_stylegan2_module():
     g = CleanGenerator(32, STYLE, n_mlp=2, narrow=1 / 16)
     adam = partial(torch.optim.Adam, lr=1e-3)
-    module = StyleGAN2(g, Discriminator(32, narrow=1 / 16), adam, adam, truncation=0.5, lpips_net=None)
+    optimizers = {"generator": adam, "discriminator": adam}
+    module = StyleGAN2(
+        g, Discriminator(32, narrow=1 / 16), optimizers=optimizers, loss_weights={"r1": 10.0, "path": 2.0},
+        truncation=0.5, lpips_net=None,
+    )
     assert module.sample(2, seed=3).shape == (2, 3, 32, 32)  # truncation goes through `style`
     images, latents = g([torch.randn(2, STYLE)], return_latents=True)
     penalty, _, _ = path_length_penalty(images, latents, torch.zeros(()), 0.01)

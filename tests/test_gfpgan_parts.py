@@ -238,7 +238,7 @@ def test_component_crops_sizes_and_boxes(out_size, eye, mouth):
 
 
 def test_identity_similarity_of_identical_images_is_one(arcface):
-    metric = IdentitySimilarity(arcface)
+    metric = IdentitySimilarity(arcface, gfpgan_identity_input)
     x = torch.rand(3, 3, 64, 64) * 2 - 1
     metric.update(x, x.clone())
     assert metric.compute().item() == pytest.approx(1.0, abs=1e-5)
@@ -246,7 +246,7 @@ def test_identity_similarity_of_identical_images_is_one(arcface):
 
 def test_identity_similarity_of_different_faces_is_below_one(arcface):
     torch.manual_seed(1)
-    metric = IdentitySimilarity(arcface)
+    metric = IdentitySimilarity(arcface, gfpgan_identity_input)
     metric.update(torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1)
     assert metric.compute().item() < 1 - 1e-4
 
@@ -254,7 +254,8 @@ def test_identity_similarity_of_different_faces_is_below_one(arcface):
 def test_identity_similarity_accumulates_as_the_mean_over_all_pairs(arcface):
     torch.manual_seed(2)
     preds, target = torch.rand(3, 3, 64, 64) * 2 - 1, torch.rand(3, 3, 64, 64) * 2 - 1
-    split, whole = IdentitySimilarity(arcface), IdentitySimilarity(arcface)
+    split = IdentitySimilarity(arcface, gfpgan_identity_input)
+    whole = IdentitySimilarity(arcface, gfpgan_identity_input)
     split.update(preds[:2], target[:2])
     split.update(preds[2:], target[2:])  # unequal batches: a mean of batch means would differ
     whole.update(preds, target)
@@ -267,7 +268,7 @@ def test_identity_similarity_accumulates_as_the_mean_over_all_pairs(arcface):
 
 def test_identity_similarity_freezes_its_network_and_keeps_it_out_of_the_state_dict():
     net = nn.Sequential(nn.Flatten(), nn.Linear(128 * 128, 8), nn.BatchNorm1d(8)).train()
-    metric = IdentitySimilarity(net)
+    metric = IdentitySimilarity(net, gfpgan_identity_input)
     assert not net.training and not any(p.requires_grad for p in net.parameters())
     net.train()  # e.g. a parent module switched back to training
     x = torch.rand(2, 3, 32, 32, requires_grad=True)

@@ -11,21 +11,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facezoo.losses.identity import IdentityLoss
 from facezoo.models.components.arcface import IRSE50, gpen_identity_crop
 from facezoo.models.components.gpen import GPENGenerator, count_parameters
 from facezoo.models.components.stylegan2 import Discriminator, Generator
-from facezoo.models.gpen_import import (
-    import_gpen_discriminator,
-    import_gpen_generator,
-    import_stylegan2_prior,
-    infer_gpen_config,
-)
-from facezoo.models.gpen_import import main as gpen_import_main
-from facezoo.train import train
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import FacezooError, WeightsNotFoundError
 from facezoo.utils.instantiate import instantiate
-from helpers import TINY, LossRecorder, first_batch, fit_repeated
+from facezoo.weights.cli import main as import_main
+from facezoo.weights.gpen import import_gpen_discriminator, import_gpen_generator, infer_gpen_config
+from facezoo.weights.stylegan2 import import_stylegan2_prior
+from helpers import TINY, first_batch, fit_repeated
 
 GP = ["model=gpen", "datamodule=synthetic_restore"]
 TINY_ARCH = dict(size=64, style_dim=32, n_mlp=2, channel_multiplier=2, narrow=1 / 16)  # = tiny_gpen.yaml
@@ -183,19 +179,21 @@ def test_import_maps_every_official_tensor_then_restore_works(tmp_path, data_dir
 
 
 def test_import_cli_writes_a_checkpoint_that_eval_loads(tmp_path):
-    from facezoo.eval import load_checkpoint, load_model
+    from facezoo.checkpoints import load_model
 
     g_state = _random_state(official_generator_shapes(**TINY_ARCH))
     torch.save(g_state, tmp_path / "GPEN-BFR-64.pth")
     out = tmp_path / "gpen64.ckpt"
-    assert gpen_import_main([str(tmp_path / "GPEN-BFR-64.pth"), "--out", str(out)]) == 0
-    model = load_model(load_checkpoint(out))
+    assert import_main([str(tmp_path / "GPEN-BFR-64.pth"), "--out", str(out)]) == 0
+    model = load_model(out)
     assert model.size == 64 and all(
         torch.equal(model.generator_ema.module.state_dict()[k], v) for k, v in g_state.items()
     )
     del g_state["final_linear.0.bias"]
     torch.save(g_state, tmp_path / "broken.pth")
-    assert gpen_import_main([str(tmp_path / "broken.pth"), "--out", str(tmp_path / "x.ckpt")]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        import_main([str(tmp_path / "broken.pth"), "--out", str(tmp_path / "x.ckpt")])
+    assert exit_.value.code == 2
 
 
 def test_import_rejects_a_mismatched_state_dict_listing_the_keys():
@@ -232,8 +230,8 @@ def test_prior_from_our_stylegan2_checkpoint_starts_the_fit(tmp_path, data_dir):
     prior = _build(tmp_path, data_dir, model="model=stylegan2")  # same widths: tiny_stylegan2 = tiny_gpen
     path = tmp_path / "prior.ckpt"
     torch.save({"state_dict": prior.state_dict()}, path)
-    model = _build(tmp_path, data_dir, f"model.prior.checkpoint={path}", "model.recipes.paper.lr_encoder=0",
-                   "model.recipes.paper.lr_decoder=0", "model.recipes.paper.lr_discriminator=0")
+    model = _build(tmp_path, data_dir, f"model.prior.checkpoint={path}", "model.optimizers.encoder.lr=0",
+                   "model.optimizers.decoder.lr=0", "model.optimizers.discriminator.lr=0")
     fit_repeated(model, _batch(tmp_path, data_dir), 1)  # loads the prior at fit start; lr 0 keeps the weights
     for k, v in prior.generator_ema.module.state_dict().items():
         torch.testing.assert_close(model.generator.generator.state_dict()[k], v)
@@ -293,25 +291,26 @@ def test_gpen_trains_on_retouching_pairs(tmp_path, data_dir):
 
 def test_paper_learning_rates_and_simple_recipe_identity(tmp_path, data_dir, caplog):
     model = _build(tmp_path, data_dir)
-    opt_g, opt_d = model.configure_optimizers()
-    assert [g["lr"] for g in opt_g.param_groups] == pytest.approx([2e-3, 2e-4])  # encoder : decoder = 10 : 1
+    (opt_encoder, opt_decoder, opt_d), _ = model.configure_optimizers()
+    lrs = [o.param_groups[0]["lr"] for o in (opt_encoder, opt_decoder)]
+    assert lrs == pytest.approx([2e-3, 2e-4])  # encoder : decoder = 10 : 1
     assert opt_d.param_groups[0]["lr"] == pytest.approx(2e-5 * 16 / 17)  # 1, with R1's lazy correction
-    encoder = {id(p) for p in opt_g.param_groups[0]["params"]}
+    encoder = {id(p) for p in opt_encoder.param_groups[0]["params"]}
     assert encoder == {id(p) for n, p in model.generator.named_parameters() if not n.startswith("generator.")}
     with caplog.at_level("WARNING", logger="facezoo"):
-        simple = _build(tmp_path, data_dir, "model.recipe=simple")
+        simple = _build(tmp_path, data_dir, "model/recipe=gpen_simple")
     assert "identity loss SKIPPED: model_ir_se50.pth not found" in caplog.text
-    opt_g, opt_d = simple.configure_optimizers()
-    assert [g["lr"] for g in opt_g.param_groups] == pytest.approx([2e-3 * 4 / 5] * 2)
-    assert opt_g.param_groups[0]["betas"] == pytest.approx((0.0, 0.99 ** 0.8))
+    (opt_encoder, opt_decoder, opt_d), _ = simple.configure_optimizers()
+    assert [o.param_groups[0]["lr"] for o in (opt_encoder, opt_decoder)] == pytest.approx([2e-3 * 4 / 5] * 2)
+    assert opt_encoder.param_groups[0]["betas"] == pytest.approx((0.0, 0.99 ** 0.8))
     with pytest.raises(WeightsNotFoundError, match="model_ir_se50.pth"):
-        _build(tmp_path, data_dir, "model.recipe=simple", "model.identity.required=true")
+        _build(tmp_path, data_dir, "model/recipe=gpen_simple", "model.identity.required=true")
 
     class Embed(nn.Module):  # stands in for IR-SE50 (112 px crops → unit vectors)
         def forward(self, x):
             return F.normalize(F.adaptive_avg_pool2d(x, 4).flatten(1), dim=1)
 
-    simple._identity["net"] = Embed()
+    simple.identity_loss = IdentityLoss(Embed(), gpen_identity_crop, "cosine")
     trainer = fit_repeated(simple, _batch(tmp_path, data_dir), 1)
     assert {"train/identity", "train/path", "train/r1"} <= set(trainer.callback_metrics)
     crop = gpen_identity_crop(torch.zeros(1, 3, 512, 512))
@@ -321,40 +320,11 @@ def test_paper_learning_rates_and_simple_recipe_identity(tmp_path, data_dir, cap
 def test_tiny_gpen_overfits_a_few_pairs(tmp_path, data_dir):
     # a 32 px GPEN on 64 px pairs (resized in and out, as the paper's input contract), decoder lr raised
     model = _build(tmp_path, data_dir, "model.size=32", "model.ema_half_life_images=0",
-                   "model.prior.from_scratch=true", "model.recipes.paper.lr_decoder=2e-3",
-                   "model.recipes.paper.lr_discriminator=2e-4")
+                   "model.prior.from_scratch=true", "model.optimizers.decoder.lr=2e-3",
+                   "model.optimizers.discriminator.lr=2e-4")
     batch = _batch(tmp_path, data_dir)
     before = F.l1_loss(model.restore(batch["lq"])["image"], batch["hq"]).item()
     fit_repeated(model, batch, 30)
     after = F.l1_loss(model.restore(batch["lq"])["image"], batch["hq"]).item()
     assert after < 0.6 * before, (before, after)
 
-
-GPEN_LOSSES = ("d", "g_adv", "content", "fm")
-
-
-def _path_mean(module):
-    return [float(module.mean_path_length)]
-
-
-def test_resume_continues_exactly(tmp_path, data_dir):
-    # R1 and path length every 2 batches: the lazy schedules and the path-length mean cross the resume
-    overrides = [*TINY, *GP, "model.size=32", "trainer.max_epochs=2", "trainer.limit_train_batches=3",
-                 "model.r1_every=2", "model.path_every=2", "model.recipes.paper.path_weight=2",
-                 "model.ema_rampup=0.05"]
-    full = LossRecorder(GPEN_LOSSES, extra=_path_mean)
-    cfg = compose_config(overrides=overrides, output_dir=tmp_path / "full", data_dir=data_dir)
-    metrics = train(cfg, callbacks=[full])
-    assert full.counters == [1, 2, 3, 4, 5, 6]
-    mid = tmp_path / "mid.ckpt"
-    cfg = compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir)
-    train(cfg, callbacks=[LossRecorder(GPEN_LOSSES, save_at=2, path=mid, extra=_path_mean)])
-    resumed = LossRecorder(GPEN_LOSSES, extra=_path_mean)
-    cfg = compose_config(
-        overrides=[*overrides, f"ckpt_path={mid}"], output_dir=tmp_path / "b", data_dir=data_dir
-    )
-    metrics_resumed = train(cfg, callbacks=[resumed])
-    assert resumed.counters == full.counters[2:]
-    flat = [v for batch in resumed.losses for v in batch]
-    assert flat == pytest.approx([v for batch in full.losses[2:] for v in batch], rel=1e-5, abs=1e-6)
-    assert metrics_resumed["test/psnr"] == pytest.approx(metrics["test/psnr"], rel=1e-5)  # the EMA too

@@ -1,4 +1,5 @@
-"""VGG19 perceptual / style loss: torchvision-layout weights, frozen non-persistent buffers, clear errors."""
+"""VGG19 perceptual / style loss: torchvision-layout weights, a Frozen VGG out of the owner's state, clear
+errors."""
 
 import logging
 
@@ -8,7 +9,7 @@ from torch import nn
 
 from facezoo.losses.perceptual import NAMES, PerceptualLoss, VGG19Features, gram
 from facezoo.utils.errors import ConfigError, FacezooError, WeightsNotFoundError
-from facezoo.utils.pretrained import KNOWN_WEIGHTS
+from facezoo.weights.resolver import KNOWN_WEIGHTS
 
 VGG19 = KNOWN_WEIGHTS["vgg19"].filename
 SHALLOW = {"conv1_2": 0.5, "relu2_1": 1.0}
@@ -60,7 +61,9 @@ def test_frozen_vgg_is_not_a_parameter_nor_in_state_dict(found):
     owner = nn.Module()
     owner.head, owner.loss = nn.Conv2d(3, 3, 1), loss
     assert set(owner.state_dict()) == {"head.weight", "head.bias"}
-    assert len(list(owner.buffers())) > 0  # but the VGG is there, as buffers
+    assert len(list(loss.vgg.net.buffers())) > 0  # but the VGG is there, as buffers
+    owner.double()
+    assert {b.dtype for b in loss.vgg.net.buffers()} == {torch.float64}  # and moves with its owner
 
 
 def test_missing_weights_names_the_file(missing):
@@ -118,7 +121,7 @@ def test_gradient_flows_to_pred_only(found):
     sum(loss(pred, target)).backward()
     assert pred.grad is not None and pred.grad.abs().sum() > 0
     assert target.grad is None
-    assert all(b.grad is None and not b.requires_grad for b in loss.buffers())
+    assert all(b.grad is None and not b.requires_grad for b in loss.vgg.net.buffers())
 
 
 def test_perceptual_and_style_match_hand_computation(found):
@@ -148,6 +151,6 @@ def test_zero_weight_terms_are_not_computed(found, monkeypatch):
 
 def test_to_dtype_moves_the_buffers(found):
     loss = PerceptualLoss(SHALLOW).to(torch.float64)
-    assert {b.dtype for b in loss.buffers()} == {torch.float64}
+    assert {b.dtype for b in loss.vgg.net.buffers()} == {torch.float64}
     perceptual, _ = loss(_images(1, 3, 8, 8).double(), _images(1, 3, 8, 8, seed=1).double())
     assert perceptual.dtype == torch.float64

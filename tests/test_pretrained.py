@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from facezoo.utils.errors import FacezooError, WeightsNotFoundError
-from facezoo.utils.pretrained import KNOWN_WEIGHTS, load_state_dict, main, resolve, warn_random_init
+from facezoo.weights.resolver import KNOWN_WEIGHTS, main, resolve, warn_random_init
+from facezoo.weights.state_dict import load_state_dict
 
 VGG19 = KNOWN_WEIGHTS["vgg19"].filename
 

@@ -55,7 +55,7 @@ def test_each_optimizer_updates_only_its_networks(tmp_path, data_dir):
     batch = first_batch(dm)
     owners = {
         group: {f"{name}." for name, child in model.named_children() if any(child is net for net in nets)}
-        for group, nets in model.groups().items()
+        for group, nets in model.optimizer_groups().items()
     }
     calls, step = [], model.step
 
@@ -82,10 +82,10 @@ def test_ablation_switches_change_what_they_claim(tmp_path, data_dir):
     no_prior, _ = _build(tmp_path, data_dir, "model.use_prior=false")  # Table 2, w/o P
     torch.testing.assert_close(no_prior.mask_input(x, r), torch.cat([x, x], 1))
 
-    sps, _ = _build(tmp_path, data_dir, "model.token_levels=[3]")  # w/ SPS: one token scale
+    sps, _ = _build(tmp_path, data_dir, "model.tokens.levels=[3]")  # w/ SPS: one token scale
     assert full.tokens(full.encoder(x)).shape[1] == 4 and sps.tokens(sps.encoder(x)).shape[1] == 1
 
-    gsa, _ = _build(tmp_path, data_dir, "model.attention=global")  # w/ GSA: mask-free attention
+    gsa, _ = _build(tmp_path, data_dir, "model.transformer.mode=global")  # w/ GSA: mask-free attention
     tokens, clean = torch.randn(1, 4, 32, 8, 8), torch.zeros(1, 1, 1, 8, 8)
     with torch.no_grad():
         assert torch.equal(full.transformer(tokens, clean), tokens)  # no imperfection: nothing changes
@@ -108,13 +108,14 @@ def test_ablation_switches_change_what_they_claim(tmp_path, data_dir):
 def test_paper_recipe_refuses_to_start_without_vgg19(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEZOO_PRETRAINED", str(tmp_path / "empty"))
     cfg = compose_config(overrides=["experiment=retouchformer_ffhqr"], output_dir=tmp_path)
-    assert cfg.datamodule.image_size == 512 and cfg.model.scheduler_iterations == 300000
+    assert cfg.datamodule.image_size == 512 and cfg.iterations == cfg.model.iterations == 300000
     with pytest.raises(WeightsNotFoundError, match="vgg19-dcbb9e9d.pth"):
         instantiate(cfg.model, "model")
 
 
 def test_tiny_overfit_lowers_x2y_and_raises_mask_soft_iou(tmp_path, data_dir):
-    model, dm = _build(tmp_path, data_dir, "model.mu=0.5", "model.optimizer.lr=1e-3")  # output: synthesis
+    lr = [f"model.optimizers.{group}.lr=1e-3" for group in ("prior", "mask", "generator", "discriminator")]
+    model, dm = _build(tmp_path, data_dir, "model.mu=0.5", *lr)  # output: synthesis
     batch = first_batch(dm)
     raw, retouched, true_mask = (batch["paired"][k] for k in ("raw", "retouched", "mask"))
 
@@ -154,13 +155,14 @@ def test_teacher_negatives_adds_the_other_half_of_the_consistency(tmp_path, data
     assert losses[True] > losses[False] > 0
 
 
-def test_lr_scale_multiplies_one_optimizers_learning_rate(tmp_path, data_dir):
-    model, _ = _build(tmp_path, data_dir, "model.lr_scale.mask=4", "model.scheduler_iterations=10")
+def test_each_optimizer_group_has_its_own_learning_rate_and_cosine_schedule(tmp_path, data_dir):
+    model, _ = _build(tmp_path, data_dir, "model.optimizers.mask.lr=8e-4", "iterations=10")
     optimizers, schedulers = model.configure_optimizers()
-    lrs = dict(zip(model.groups(), (o.param_groups[0]["lr"] for o in optimizers), strict=True))
+    lrs = dict(zip(model.optimizer_groups(), (o.param_groups[0]["lr"] for o in optimizers), strict=True))
     assert lrs["mask"] == pytest.approx(4 * lrs["prior"])
-    assert lrs["prior"] == lrs["generator"] == lrs["discriminator"]
-    assert schedulers[1].base_lrs == [lrs["mask"]]  # the cosine decay starts from the scaled rate
+    assert lrs["prior"] == lrs["generator"] == lrs["discriminator"] == pytest.approx(2e-4)
+    assert schedulers[1].base_lrs == [lrs["mask"]]  # the cosine decay starts from the group's rate
+    assert all(s.T_max == 10 for s in schedulers)  # over the run's iterations
 
 
 def test_conf_threshold_limits_the_paired_confidence_term_to_clear_imperfections(tmp_path, data_dir):

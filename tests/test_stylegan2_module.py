@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-import facezoo.models.stylegan2 as sg_module
+import facezoo.models.gan as gan_module
 from facezoo.train import train
 from facezoo.utils.compose import compose_config
 from facezoo.utils.instantiate import instantiate
@@ -24,7 +24,7 @@ def _build(tmp_path, data_dir, *overrides):
 def test_r1_every_16_and_path_length_every_4_batches(tmp_path, data_dir, monkeypatch):
     model, dm = _build(tmp_path, data_dir, "model.size=32")  # the HQ batch is resized to 32 px
     calls = {"r1": [], "path": []}
-    r1, path = sg_module.r1_penalty, sg_module.path_length_penalty
+    r1, path = gan_module.r1_penalty, gan_module.path_length_penalty
 
     def counting_r1(logits, images):
         calls["r1"].append(int(model.batch_counter))
@@ -34,8 +34,8 @@ def test_r1_every_16_and_path_length_every_4_batches(tmp_path, data_dir, monkeyp
         calls["path"].append((int(model.batch_counter), images.shape[0]))
         return path(images, latents, mean, decay)
 
-    monkeypatch.setattr(sg_module, "r1_penalty", counting_r1)
-    monkeypatch.setattr(sg_module, "path_length_penalty", counting_path)
+    monkeypatch.setattr(gan_module, "r1_penalty", counting_r1)
+    monkeypatch.setattr(gan_module, "path_length_penalty", counting_path)
     trainer = fit_repeated(model, first_batch(dm), 17)
     assert calls["r1"] == [0, 16]
     assert calls["path"] == [(c, 2) for c in (0, 4, 8, 12, 16)]  # on half the batch of 4
@@ -53,12 +53,13 @@ def test_real_images_of_a_retouching_batch(tmp_path, data_dir):
 
 def test_lazy_regularization_corrects_lr_and_betas(tmp_path, data_dir):
     model, _ = _build(tmp_path, data_dir)
-    opt_g, opt_d = model.configure_optimizers()
+    (opt_g, opt_d), schedulers = model.configure_optimizers()
     (g,), (d,) = opt_g.param_groups, opt_d.param_groups
+    assert schedulers == []  # constant learning rates
     assert g["lr"] == pytest.approx(0.002 * 4 / 5) and g["betas"] == pytest.approx((0.0, 0.99 ** (4 / 5)))
     assert d["lr"] == pytest.approx(0.002 * 16 / 17) and d["betas"] == pytest.approx((0.0, 0.99 ** (16 / 17)))
     off, _ = _build(tmp_path, data_dir, "model.lazy_reg_correction=false")
-    assert off.configure_optimizers()[0].param_groups[0]["lr"] == pytest.approx(0.002)
+    assert off.configure_optimizers()[0][0].param_groups[0]["lr"] == pytest.approx(0.002)
 
 
 def test_ema_decay_counts_images(tmp_path, data_dir):

@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-from facezoo.eval import evaluate
 from facezoo.train import train
 from facezoo.utils.compose import compose_config
 from helpers import TINY, LossRecorder
@@ -30,37 +29,6 @@ def test_train_writes_checkpoints_metrics_and_grid(tmp_path, data_dir):
     assert int(ckpt["state_dict"]["batch_counter"]) == 3
 
 
-def test_resume_continues_with_same_counter_and_losses(tmp_path, data_dir):
-    overrides = [*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "split.gamma=0.5"]
-    full = LossRecorder()
-    train(compose_config(overrides=overrides, output_dir=tmp_path / "full", data_dir=data_dir), [full])
-    assert full.counters == [1, 2, 3, 4, 5, 6]
-
-    mid = tmp_path / "mid.ckpt"  # saved after batch 2 of epoch 0: a mid-epoch interruption
-    first = LossRecorder(save_at=2, path=mid)
-    train(compose_config(overrides=overrides, output_dir=tmp_path / "a", data_dir=data_dir), [first])
-    resumed = LossRecorder()
-    cfg = compose_config(
-        overrides=[*overrides, f"ckpt_path={mid}"], output_dir=tmp_path / "b", data_dir=data_dir
-    )
-    train(cfg, callbacks=[resumed])
-    assert resumed.counters == full.counters[2:]
-    flat = [v for batch in resumed.losses for v in batch]
-    assert flat == pytest.approx([v for batch in full.losses[2:] for v in batch], rel=1e-5, abs=1e-6)
-
-
-def test_eval_reproduces_test_metrics_from_checkpoint(tmp_path, data_dir):
-    cfg = compose_config(overrides=TINY, output_dir=tmp_path / "run", data_dir=data_dir)
-    metrics = train(cfg)
-    ecfg = compose_config(
-        "eval",
-        [f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'best.ckpt'}", "trainer.limit_test_batches=1"],
-        output_dir=tmp_path / "eval",
-        data_dir=data_dir,
-    )
-    evaluated = evaluate(ecfg)
-    assert evaluated["test/psnr"] == pytest.approx(metrics["test/psnr"], abs=1e-4)
-    assert (tmp_path / "eval" / "metrics.md").is_file()
 
 
 def test_restoration_data_trains(tmp_path, data_dir):
@@ -90,3 +58,35 @@ def test_wandb_is_offline_without_an_account(tmp_path, monkeypatch):
     (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password 0123456789abcdef\n")
     (tmp_path / ".netrc").chmod(0o600)
     assert not wandb_logger(save_dir=str(tmp_path), project="p")._offline
+
+
+GFPGAN_LOSSES = ("pixel", "gan", "d")
+
+
+@pytest.mark.parametrize("recipe", ["gfpgan_simple", "gfpgan_paper"])  # 2 optimizers, or 5 (component Ds)
+def test_iterations_count_batches_whatever_the_optimizers(tmp_path, data_dir, recipe):
+    """`iterations=5` trains 5 batches across epochs of 3, with 2 or 5 optimizer steps per batch; a run
+    resumed after batch 2 stops at the same batch, and resuming the finished run trains nothing."""
+    overrides = [
+        *TINY, "model=gfpgan", f"model/recipe={recipe}", "model.prior.from_scratch=true",
+        "datamodule=synthetic_restore", "datamodule.component_boxes=auto", "iterations=5",
+        "trainer.max_epochs=-1", "trainer.limit_train_batches=3", "test=false",
+    ]
+    mid = tmp_path / "mid.ckpt"
+    full = LossRecorder(GFPGAN_LOSSES, save_at=2, path=mid)
+    train(compose_config(overrides=overrides, output_dir=tmp_path / "full", data_dir=data_dir), [full])
+    assert full.counters == [1, 2, 3, 4, 5]
+    resumed = LossRecorder(GFPGAN_LOSSES)
+    cfg = compose_config(
+        overrides=[*overrides, f"ckpt_path={mid}"], output_dir=tmp_path / "b", data_dir=data_dir
+    )
+    train(cfg, callbacks=[resumed])
+    assert resumed.counters == [3, 4, 5]
+    flat = [v for batch in resumed.losses for v in batch]
+    assert flat == pytest.approx([v for batch in full.losses[2:] for v in batch], rel=1e-5, abs=1e-6)
+    finished = LossRecorder(keys=())
+    cfg = compose_config(
+        overrides=[*overrides, f"ckpt_path={tmp_path / 'full'}"], output_dir=tmp_path / "c", data_dir=data_dir
+    )
+    train(cfg, callbacks=[finished])
+    assert finished.counters == []

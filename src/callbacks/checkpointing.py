@@ -1,44 +1,24 @@
-"""Checkpoints that survive crashes: atomic writes, a last checkpoint on SIGTERM/Ctrl-C, and the run's
-config inside every checkpoint so `facezoo.eval` can rebuild the model from the checkpoint alone."""
+"""Checkpoints that survive crashes and carry their run: a last checkpoint on SIGTERM/Ctrl-C, and the run's
+config inside every checkpoint so `facezoo.eval` and `load_model` rebuild the model from the checkpoint alone.
+The format itself (atomic writes, `weights_only` reads) is `facezoo.checkpoints`."""
 
-import os
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
-from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.plugins.io import TorchCheckpointIO
+from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_info
 
-CONFIG_KEY = "facezoo_config"
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to a temporary file in the same folder, fsync, then rename over the target: a crash mid-write
-    leaves the previous checkpoint intact, never a truncated one."""
-
-    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+from facezoo.checkpoints import config_entries
 
 
 class ConfigInCheckpoint(pl.Callback):
-    """Stores the resolved run config (plain containers only, so `weights_only` loading works)."""
+    """Stores the resolved run config and the format version (`checkpoints.config_entries`)."""
 
     def __init__(self, cfg: DictConfig) -> None:
-        self.config = OmegaConf.to_container(cfg, resolve=True)
+        self.entries = config_entries(cfg)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
-        checkpoint[CONFIG_KEY] = self.config
+        checkpoint.update(self.entries)
 
 
 class CheckpointOnInterrupt(pl.Callback):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
-from facezoo.models.base import eval_pair
+from facezoo.datamodules.batch import eval_pair
 from facezoo.utils.grid import as_rgb, make_grid
 from facezoo.utils.image_io import to_uint8, write_image
 

@@ -12,12 +12,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from facezoo.datamodules.batch import IMAGE_KEYS, MASK
 from facezoo.datamodules.folders import PlanDataset
 from facezoo.datamodules.sampler import MultiSubsetSampler
 from facezoo.utils.errors import ConfigError
 from facezoo.utils.image_io import to_float
-
-IMAGE_KEYS = ("raw", "retouched", "lq", "hq")
 
 # Lightning cannot see that our loaders resume through the DataModule state; its warning would be wrong.
 warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
@@ -30,7 +29,7 @@ def convert_images(batch):
         for key, value in batch.items():
             if key in IMAGE_KEYS and value.dtype == torch.uint8:
                 out[key] = to_float(value)
-            elif key == "mask" and value.dtype == torch.uint8:
+            elif key == MASK and value.dtype == torch.uint8:
                 out[key] = value.float() / 255.0
             else:
                 out[key] = convert_images(value)

@@ -1,13 +1,11 @@
-"""Facial-component boxes (left eye, right eye, nose, mouth) for restoration batches.
+"""Where a batch's facial-component boxes (left eye, right eye, nose, mouth) come from.
 
-A batch's `boxes` is (B, 4, 4) float32, rows in `COMPONENTS` order, each (x1, y1, x2, y2) in pixel-index
-coordinates of the image as loaded: pixel i's centre is at i, a box covers the pixels x1..x2, y1..y2. This
-is the convention of GFP-GAN's boxes, built as (centre − half_len + 1, centre + half_len) and cropped with
-`roi_align(aligned=False)` (gfpgan/data/ffhq_degradation_dataset.py `get_component_coordinates`,
-gfpgan/models/gfpgan_model.py). Where the boxes come from:
+The boxes' format and coordinates are the batch contract's (`batch.py`: (x1, y1, x2, y2) in pixel-index
+coordinates, rows in `COMPONENTS` order), GFP-GAN's convention, whose boxes are built as
+(centre − half_len + 1, centre + half_len) (`centre_boxes`). Sources:
 - `load_gfpgan_landmarks`: GFP-GAN's FFHQ_eye_mouth_landmarks_512.pth, eyes and mouth of every FFHQ image at
   512 px (scripts/parse_landmark.py); the nose, absent there, is the canonical one;
-- `load_boxes_json`: the boxes.json that the synthetic writers put beside the images (synthetic.py);
+- `load_boxes_json`: the boxes.json that the synthetic writers put beside the images (synthetic/writers.py);
 - `canonical_boxes`: one set for every aligned face, from the five-point template faces are aligned to.
 `ComponentBoxes` answers one image's boxes in the pixels of that image as loaded (resized or not), and
 `hflip_boxes` follows a horizontal flip of the images.
@@ -22,7 +20,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from facezoo.datamodules.synthetic import COMPONENTS
+from facezoo.datamodules.batch import COMPONENTS, scale_boxes
 from facezoo.utils.errors import DataError
 
 EYE_ENLARGE = 1.4  # official `eye_enlarge_ratio` (options/train_gfpgan_v1.yml)
@@ -52,14 +50,6 @@ def centre_boxes(centres: Tensor, half: Tensor) -> Tensor:
     """(..., 2) centres, (...) half lengths -> (..., 4) boxes (c − h + 1, c + h), as GFP-GAN builds them."""
     half = half.unsqueeze(-1)
     return torch.cat((centres - half + 1, centres + half), dim=-1)
-
-
-def scale_boxes(boxes: Tensor, sx: float, sy: float | None = None) -> Tensor:
-    """Boxes of an image resized by (sx, sy): pixel centres map as x' = (x + 0.5)·s − 0.5, as in cv2.resize,
-    so a box keeps covering the same content (a plain x·s drifts by (s − 1)/2 px)."""
-    sy = sx if sy is None else sy
-    scale = boxes.new_tensor((sx, sy, sx, sy))
-    return (boxes + 0.5) * scale - 0.5
 
 
 def canonical_boxes(size: int, eye_enlarge: float = EYE_ENLARGE) -> Tensor:
@@ -124,8 +114,8 @@ def load_boxes_json(folder) -> dict[str, Tensor] | None:
     """`folder/boxes.json` of the synthetic writers (name -> 4 boxes in COMPONENTS order), or None if absent.
 
     The file holds continuous coordinates in the image's own pixels (pixel i spans [i, i + 1]: the renderer's
-    pixel centres are at i + 0.5, synthetic._grid); they are returned in pixel-index coordinates (− 0.5),
-    as (4, 4) float32 tensors."""
+    pixel centres are at i + 0.5, synthetic/canvas.py `pixel_grid`); they are returned in pixel-index
+    coordinates (− 0.5), as (4, 4) float32 tensors."""
     path = Path(folder) / BOXES_JSON
     if not path.is_file():
         return None

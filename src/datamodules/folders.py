@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from facezoo.datamodules.batch import HQ, LQ, MASK, RAW, RETOUCHED
 from facezoo.utils.errors import DataError
 from facezoo.utils.image_io import list_images, read_mask, read_rgb_uint8, uint8_to_tensor
 
@@ -113,15 +114,15 @@ class RetouchFolder:
         return load_mask(self.masks[name], self.image_size)
 
     def raw_only(self, name: str) -> dict[str, torch.Tensor]:
-        return {"raw": self.raw(name)}
+        return {RAW: self.raw(name)}
 
     def retouched_only(self, name: str) -> dict[str, torch.Tensor]:
-        return {"retouched": self.retouched(name)}
+        return {RETOUCHED: self.retouched(name)}
 
     def pair(self, name: str) -> dict[str, torch.Tensor]:
-        item = {"raw": self.raw(name), "retouched": self.retouched(name)}
+        item = {RAW: self.raw(name), RETOUCHED: self.retouched(name)}
         if self.has_mask:
-            item["mask"] = self.mask(name)
+            item[MASK] = self.mask(name)
         return item
 
 
@@ -146,7 +147,7 @@ class ImageFolder:
         return load_image(self.paths[name], self.image_size)
 
     def hq_item(self, name: str) -> dict[str, torch.Tensor]:
-        return {"hq": self.image(name)}
+        return {HQ: self.image(name)}
 
 
 class PairedImageFolders:
@@ -164,7 +165,7 @@ class PairedImageFolders:
 
     def pair(self, name: str) -> dict[str, torch.Tensor]:
         hq = self.hq.image(name)
-        return {"lq": load_image(self.lq.paths[name], hq.shape[-1]), "hq": hq}
+        return {LQ: load_image(self.lq.paths[name], hq.shape[-1]), HQ: hq}
 
 
 class PlanDataset(Dataset):

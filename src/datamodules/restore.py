@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from facezoo.datamodules.base import FaceDataModule
+from facezoo.datamodules.batch import BOXES, HQ, LQ
 from facezoo.datamodules.boxes import (
     BOXES_JSON,
     ComponentBoxes,
@@ -26,7 +27,7 @@ from facezoo.datamodules.boxes import (
 )
 from facezoo.datamodules.folders import ImageFolder, PairedImageFolders, PlanDataset
 from facezoo.utils.errors import ConfigError, DataError
-from facezoo.utils.pretrained import KNOWN_WEIGHTS, resolve
+from facezoo.weights.resolver import KNOWN_WEIGHTS, resolve
 
 # mixed into the batch seed for the flips: the degradation draws from a generator seeded by the batch seed
 # itself, and its first draws must not decide the flips
@@ -41,7 +42,7 @@ class WithBoxes:
 
     def __call__(self, name: str) -> dict[str, torch.Tensor]:
         item = self.load(name)
-        return {**item, "boxes": self.boxes(name, self.paths[name], tuple(item["hq"].shape[-2:]))}
+        return {**item, BOXES: self.boxes(name, self.paths[name], tuple(item[HQ].shape[-2:]))}
 
 
 class RestoreDataModule(FaceDataModule):
@@ -49,7 +50,7 @@ class RestoreDataModule(FaceDataModule):
 
     component_boxes: None (no `boxes`) | "auto" (each split folder's boxes.json, else canonical) | "canonical"
     (`canonical_boxes` for every image) | GFP-GAN's landmarks file: a path, or `gfpgan_component_boxes` /
-    its file name to find it in the pretrained folders (src/utils/pretrained.resolve).
+    its file name to find it in the pretrained folders (src/weights/resolver.resolve).
     use_hflip: flip training samples horizontally with probability 0.5 (never validation or test).
     """
 
@@ -84,7 +85,7 @@ class RestoreDataModule(FaceDataModule):
 
     def prepare_data(self) -> None:
         if self.synthetic:
-            from facezoo.datamodules.synthetic import write_faces
+            from facezoo.datamodules.synthetic.writers import write_faces
 
             synthetic = dict(self.synthetic)
             counts = {s: synthetic.pop(s) for s in ("train", "val", "test")}
@@ -156,21 +157,21 @@ class RestoreDataModule(FaceDataModule):
         return self._loader(self._plan("test"), train=False)
 
     def degrade(self, batch):
-        if "lq" in batch:
+        if LQ in batch:
             return batch
         # the batch does not say which loader it came from; Lightning's trainer does (base.py checks the same)
         if self.use_hflip and self.trainer is not None and self.trainer.training:
             batch = self.hflip(batch)
-        out = self.degradation(batch["hq"], seed=self.batch_seed(batch))
-        return {**batch, "lq": out["lq"], "hq": out["hq"]}
+        out = self.degradation(batch[HQ], seed=self.batch_seed(batch))
+        return {**batch, LQ: out["lq"], HQ: out["hq"]}
 
     def hflip(self, batch: dict) -> dict:
         """Flip each sample's `hq` (and `boxes`) horizontally with probability 0.5, drawn from a generator
         seeded by the batch's draws: the same batch flips the same way in every run and after a resume."""
-        hq = batch["hq"]
+        hq = batch[HQ]
         generator = torch.Generator().manual_seed((self.batch_seed(batch) ^ _HFLIP_SALT) % 2**64)
         flipped = (torch.rand(hq.shape[0], generator=generator) < 0.5).to(hq.device)
-        out = {**batch, "hq": torch.where(flipped.view(-1, 1, 1, 1), hq.flip(-1), hq)}
-        if "boxes" in batch:
-            out["boxes"] = hflip_boxes(batch["boxes"], hq.shape[-1], flipped)
+        out = {**batch, HQ: torch.where(flipped.view(-1, 1, 1, 1), hq.flip(-1), hq)}
+        if BOXES in batch:
+            out[BOXES] = hflip_boxes(batch[BOXES], hq.shape[-1], flipped)
         return out

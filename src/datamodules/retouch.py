@@ -4,7 +4,7 @@ Training batches combine the three parts of the split in one dict:
 `{"paired": {raw, retouched[, mask]}, "unpaired_raw": {raw}, "unpaired_retouched": {retouched}}`
 (γ = 1 has only `paired`). Validation and test batches have only `paired`.
 With `synthetic` set, `prepare_data` first renders the procedural face data set into `data_dir` (see
-`src/datamodules/synthetic.py`), so synthetic and real FFHQR data go through the same folder code.
+`src/datamodules/synthetic/`), so synthetic and real FFHQR data go through the same folder code.
 """
 
 import logging
@@ -13,6 +13,7 @@ from pathlib import Path
 from pytorch_lightning.utilities import rank_zero_only
 
 from facezoo.datamodules.base import FaceDataModule
+from facezoo.datamodules.batch import PAIRED, UNPAIRED_RAW, UNPAIRED_RETOUCHED
 from facezoo.datamodules.folders import PlanDataset, RetouchFolder
 from facezoo.datamodules.split import check_gamma, make_split
 from facezoo.utils.errors import ConfigError, DataError
@@ -51,7 +52,7 @@ class RetouchDataModule(FaceDataModule):
 
     def prepare_data(self) -> None:
         if self.synthetic:
-            from facezoo.datamodules.synthetic import write_ffhqr
+            from facezoo.datamodules.synthetic.writers import write_ffhqr
 
             write_ffhqr(self.data_dir, **self.synthetic)
 
@@ -87,17 +88,17 @@ class RetouchDataModule(FaceDataModule):
 
     def train_dataloader(self):
         train, split = self._folder("train"), self.split
-        parts = {"paired": (list(split.paired), train.pair)}
+        parts = {PAIRED: (list(split.paired), train.pair)}
         if split.unpaired_raw:
-            parts["unpaired_raw"] = (list(split.unpaired_raw), train.raw_only)
+            parts[UNPAIRED_RAW] = (list(split.unpaired_raw), train.raw_only)
         if split.unpaired_retouched:
-            parts["unpaired_retouched"] = (list(split.unpaired_retouched), train.retouched_only)
+            parts[UNPAIRED_RETOUCHED] = (list(split.unpaired_retouched), train.retouched_only)
         length = len(train.names) if self.epoch == "identities" else None
         return self._loader(PlanDataset(parts), train=True, length=length)
 
     def _eval_loader(self, stage: str):
         folder = self._folder(stage)
-        return self._loader(PlanDataset({"paired": (folder.names, folder.pair)}), train=False)
+        return self._loader(PlanDataset({PAIRED: (folder.names, folder.pair)}), train=False)
 
     def val_dataloader(self):
         return self._eval_loader("val")

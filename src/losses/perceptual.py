@@ -7,10 +7,11 @@ after it. So GFP-GAN's ``conv5_4`` is a pre-activation feature, while RetouchFor
 on ``relu1_1, relu2_1, relu3_1, relu4_1, relu5_1`` (post-activation, on raw [-1, 1] input:
 ``input_norm='none'``).
 
-The VGG is frozen by construction: its convolutions are **non-persistent buffers** run functionally, so it has
-no parameters (never trained, no optimizer state), is not in ``state_dict()`` (never written into the owning
-LightningModule's checkpoints) and still follows ``.to(device / dtype)``. The weights come from the resolver
-(``vgg19-dcbb9e9d.pth``, torchvision layout ``features.N.weight/bias``; ``classifier.*`` is ignored).
+``VGG19Features`` holds its convolutions as buffers run functionally (it is never trained: no parameters, no
+optimizer state); ``PerceptualLoss`` holds it as a ``Frozen`` helper (losses/frozen.py), so it is never in the
+owning LightningModule's ``state_dict()`` (nor its checkpoints) and still follows ``.to(device / dtype)``. The
+weights come from the resolver (``vgg19-dcbb9e9d.pth``, torchvision layout ``features.N.weight/bias``;
+``classifier.*`` is ignored).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facezoo.losses.frozen import Frozen
 from facezoo.utils.errors import ConfigError, FacezooError
-from facezoo.utils.pretrained import load_state_dict, resolve, warn_random_init
+from facezoo.weights.resolver import resolve, warn_random_init
+from facezoo.weights.state_dict import load_state_dict
 
 _CONVS_PER_BLOCK = (2, 2, 4, 4, 4)
 _WIDTHS = (64, 128, 256, 512, 512)
@@ -89,7 +92,8 @@ def _random(shapes: dict[int, tuple[int, int]]) -> dict[int, tuple[Tensor, Tenso
 
 
 class VGG19Features(nn.Module):
-    """Frozen VGG19 features: ``forward(x)`` returns ``{layer: feature}`` for the requested layer names.
+    """VGG19 features (weights as buffers: never trained): ``forward(x)`` returns ``{layer: feature}`` for the
+    requested layer names.
 
     Only the stack up to the deepest requested layer is built. The input is ``(B, 3, H, W)`` in
     ``input_range``; with ``input_norm='imagenet'`` it is mapped to [0, 1] and then ImageNet mean/std
@@ -131,10 +135,10 @@ class VGG19Features(nn.Module):
         else:
             params = _load(self.weights_file, shapes)
         for index, (weight, bias) in params.items():
-            self.register_buffer(f"{NAMES[index]}_weight", weight, persistent=False)
-            self.register_buffer(f"{NAMES[index]}_bias", bias, persistent=False)
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer(f"{NAMES[index]}_weight", weight)
+            self.register_buffer(f"{NAMES[index]}_bias", bias)
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         if self.input_norm == "imagenet":
@@ -196,7 +200,8 @@ class PerceptualLoss(nn.Module):
         self.layer_weights = {str(name): float(w) for name, w in dict(layer_weights).items()}
         self.criterion = CRITERIA[criterion]
         self.perceptual_weight, self.style_weight = float(perceptual_weight), float(style_weight)
-        self.vgg = VGG19Features(list(self.layer_weights), weights, allow_random, input_norm, input_range)
+        vgg = VGG19Features(list(self.layer_weights), weights, allow_random, input_norm, input_range)
+        self.vgg = Frozen(vgg)
 
     def forward(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         perceptual, style = pred.new_zeros(()), pred.new_zeros(())

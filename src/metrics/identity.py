@@ -1,21 +1,22 @@
 """Identity similarity: the mean cosine similarity of ArcFace embeddings of restored and ground-truth faces
 (the "identity" / IDS score that blind face restoration papers report, with GFP-GAN's identity network).
 
-The network is GFP-GAN's `ResNetArcFace` (or any module taking `gfpgan_identity_input`'s (B, 1, 128, 128)
-gray faces). As in `LPIPS`, it is kept as a plain attribute rather than a submodule, so it is neither trained
-nor written into Lightning checkpoints; it follows the images' device at `update`.
+The network and its input preprocessing are given (for GFP-GAN: `ResNetArcFace` on `gfpgan_identity_input`'s
+(B, 1, 128, 128) gray faces), so metrics import no model. As in `LPIPS`, the network is kept as a plain
+attribute rather than a submodule, so it is neither trained nor written into Lightning checkpoints; it follows
+the images' device at `update`.
 """
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from facezoo.models.components.arcface import gfpgan_identity_input
-
 
 class IdentitySimilarity(Metric):
-    """Mean cosine similarity between ``net(gfpgan_identity_input(preds))`` and the same of ``target``, over
+    """Mean cosine similarity between ``net(preprocess(preds))`` and the same of ``target``, over
     all image pairs seen (1 = same embedding direction; higher is better).
 
     ``net`` is put in eval mode with gradients off (a frozen, pretrained ArcFace) and always run in eval mode
@@ -29,8 +30,9 @@ class IdentitySimilarity(Metric):
     similarity_sum: Tensor
     count: Tensor
 
-    def __init__(self, net: nn.Module, **kwargs) -> None:
+    def __init__(self, net: nn.Module, preprocess: Callable[[Tensor], Tensor], **kwargs) -> None:
         super().__init__(**kwargs)
+        self.preprocess = preprocess
         # a plain attribute, not a submodule (see the module docstring)
         object.__setattr__(self, "_net", net.eval().requires_grad_(False))
         self.add_state("similarity_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
@@ -54,7 +56,7 @@ class IdentitySimilarity(Metric):
         self._net.eval()
         with torch.no_grad():
             pair = torch.cat([preds, target]).detach().to(param.dtype)
-            restored, truth = self._net(gfpgan_identity_input(pair)).chunk(2)
+            restored, truth = self._net(self.preprocess(pair)).chunk(2)
             similarity = F.cosine_similarity(restored, truth, dim=1)
         self.similarity_sum += similarity.double().sum()
         self.count += similarity.numel()

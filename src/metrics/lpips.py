@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from facezoo.utils.errors import ConfigError, FacezooError, WeightsNotFoundError
-from facezoo.utils.pretrained import load_state_dict, resolve
+from facezoo.weights.resolver import resolve
+from facezoo.weights.state_dict import load_state_dict
 
 log = logging.getLogger("facezoo")
 

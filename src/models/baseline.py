@@ -1,29 +1,28 @@
 """The baseline: Pix2Pix (Isola et al., CVPR 2017) — U-Net generator, conditional PatchGAN, L1 + GAN.
 
-Objective (paper eq. 4): G* = arg min_G max_D L_cGAN(G, D) + λ L1(G), λ = 100, D on concat(input, image).
+Objective (paper eq. 4): G* = arg min_G max_D L_cGAN(G, D) + λ L1(G), λ = 100 (`loss_weights.l1`), D on
+concat(input, image). Adam 2e-4, β = (0.5, 0.999) for both networks (conf/model/baseline.yaml `optimizers`).
 Step order per batch: generator (GAN + λ·L1), generator EMA, then discriminator (real vs detached fake).
 Works on retouching data (paired raw → retouched; the unpaired parts of a γ split are not used, as in
 the paper's fully supervised setting) and on restoration data (lq → hq).
 """
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facezoo.datamodules.batch import eval_pair
 from facezoo.losses.adversarial import discriminator_loss, generator_loss
-from facezoo.models.base import FaceZooModule, eval_pair
+from facezoo.models.base import FaceZooModule
 
 
 class Pix2PixBaseline(FaceZooModule):
+    LOSS_WEIGHTS = ("l1",)
+
     def __init__(
         self,
         generator: nn.Module,
         discriminator: nn.Module,
-        optimizer_g: Callable,
-        optimizer_d: Callable,
-        l1_weight: float = 100.0,
         gan_loss: str = "vanilla",
         ema_decay: float = 0.999,
         ema_warmup: bool = True,
@@ -32,18 +31,15 @@ class Pix2PixBaseline(FaceZooModule):
         **base_args,
     ) -> None:
         super().__init__(**base_args)
-        self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer_g", "optimizer_d"])
         self.generator, self.discriminator = generator, discriminator
         self.generator_ema = self.make_ema(generator, ema_decay, ema_warmup) if ema_decay else None
-        self._optimizers = (optimizer_g, optimizer_d)
 
     @property
     def size_multiple(self) -> int:
         return self.generator.size_multiple
 
-    def configure_optimizers(self):
-        make_g, make_d = self._optimizers
-        return make_g(self.generator.parameters()), make_d(self.discriminator.parameters())
+    def optimizer_groups(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
 
     def generate(self, net: nn.Module, source: torch.Tensor) -> torch.Tensor:
         """G(x), or with `residual` x + G(x) clamped to [-1, 1] (not in Pix2Pix: a config option)."""
@@ -65,7 +61,7 @@ class Pix2PixBaseline(FaceZooModule):
         fake = self.generate(self.generator, source)
         loss_gan = generator_loss(self.discriminator(torch.cat([source, fake], 1)), kind)
         loss_l1 = F.l1_loss(fake, target)
-        self.step(opt_g, loss_gan + self.hparams.l1_weight * loss_l1)
+        self.step(opt_g, loss_gan + self.loss_weights["l1"] * loss_l1)
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(self.generator)
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from torch import nn
 
-from facezoo.models.gpen_import import match_state_dict
 from facezoo.utils.errors import FacezooError, WeightsNotFoundError
-from facezoo.utils.pretrained import KNOWN_WEIGHTS, load_state_dict, resolve, warn_random_init
+from facezoo.weights.resolver import KNOWN_WEIGHTS, resolve, warn_random_init
+from facezoo.weights.state_dict import load_state_dict, match_state_dict
 
 log = logging.getLogger("facezoo")
 
@@ -23,8 +23,8 @@ PRIOR_DEFAULTS = {"checkpoint": None, "required": False, "from_scratch": False, 
 
 
 class GANPriorMixin:
-    """For a FaceZooModule with `generator`, `discriminator` and `generator_ema`. Subclasses set `METHOD`
-    (a name for messages) and `PRIOR_FILES` (what `model.prior.checkpoint` accepts, for messages) and
+    """For a GANModule (src/models/gan.py: `generator`, `discriminator`, `generator_ema`). Subclasses set
+    `METHOD` (a name for messages) and `PRIOR_FILES` (what `model.prior.checkpoint` accepts, for messages) and
     implement `prior_decoder()` and `import_prior(state, decoder) -> (decoder state, D state | None)`."""
 
     METHOD = "the model"
@@ -89,6 +89,8 @@ class GANPriorMixin:
         return True
 
     def on_fit_start(self) -> None:
-        # a resumed run restores every weight from its checkpoint: the prior only starts a new run
-        if self.trainer.ckpt_path is None and not self._prior_loaded:
+        # a resumed run restores every weight from its checkpoint, a run started with `init_from` has its
+        # networks from that file (checkpoints.initialise_from): the prior only starts a new run from scratch
+        fresh = self.trainer.ckpt_path is None and not getattr(self, "initialised_from", None)
+        if fresh and not self._prior_loaded:
             self.load_prior()

@@ -4,9 +4,12 @@ A degradation-removal U-Net maps the LQ face to a W+ code and multi-resolution s
 pretrained StyleGAN2 prior decodes the code while Channel-Split SFT layers inject the spatial features
 (src/models/components/gfpgan.py). The prior is frozen by default (`generator.fix_decoder`, official
 `fix_decoder: true`) and loaded when fitting starts from `model.prior.checkpoint` (src/models/gan_prior.py).
+Two recipes, the config group `model/recipe` (conf/model/recipe/gfpgan_*.yaml): `gfpgan_paper`
+(options/train_gfpgan_v1.yml, the default) and `gfpgan_simple` (train_gfpgan_v1_simple.yml: no
+facial-component discriminators, no identity loss).
 
 Step order per batch (gfpgan/models/gfpgan_model.py `optimize_parameters`), manual optimization:
-1. G step with every discriminator frozen, one backward of (weights in `recipes`, official
+1. G step with every discriminator frozen, one backward of (`loss_weights`, official
    options/train_gfpgan_v1.yml):
    0.1·L1(out, gt) + 1·Σ_levels L1(rgb_level, gt resized) (the pyramid loss, switched off after
    `pyramid_until` batches; official `remove_pyramid_loss: 50000` sets its weight to 1e-12, we skip it) +
@@ -19,11 +22,13 @@ Step order per batch (gfpgan/models/gfpgan_model.py `optimize_parameters`), manu
 4. Component Ds (left eye, right eye, mouth): BCE(D_c(gt crop), real) + softplus(D_c(out crop)), one step
    each. The official code scores real crops with the vanilla BCE and fakes with `wgan_softplus`; the two
    agree (BCE(x, real) = softplus(−x)), so this is the softplus D loss.
-MultiStepLR (milestones in batches, γ 0.5) for every optimizer, stepped per batch.
+Adam (conf/model/gfpgan.yaml `optimizers`: generator, discriminator, and one per component D from
+`components`); MultiStepLR (milestones in batches, γ 0.5) for every optimizer, stepped per batch.
 
 Crops: eye and mouth boxes travel in the batch (`boxes`, see src/datamodules/boxes.py: the synthetic faces'
 boxes, GFP-GAN's landmarks file, or canonical positions); RoIAlign by grid_sample at 80/120 px × size/512.
-Identity: ArcFace ResNet-18 (`arcface_resnet18.pth`); without the file the term is skipped with a warning
+Identity: L1 of ArcFace ResNet-18 embeddings (`arcface_resnet18.pth`, src/losses/identity.py); without the
+file the term is skipped with a warning
 (`identity.required: true` refuses instead), and val/test log `identity` (cosine similarity of embeddings)
 when it is there. Perceptual: VGG-19 likewise (`perceptual.required`).
 
@@ -33,40 +38,28 @@ draws fresh noise: `restore_random_noise: true`).
 """
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facezoo.datamodules.boxes import scale_boxes
+from facezoo.datamodules.batch import scale_boxes
 from facezoo.losses.adversarial import discriminator_loss, generator_loss
 from facezoo.losses.gan_regularizers import r1_penalty
+from facezoo.losses.identity import IdentityLoss
 from facezoo.losses.perceptual import PerceptualLoss, gram
 from facezoo.metrics.identity import IdentitySimilarity
 from facezoo.models.components.arcface import ResNetArcFace, gfpgan_identity_input
-from facezoo.models.components.facial_component import FacialComponentDiscriminator, component_crops
+from facezoo.models.components.facial_component import GFPGAN_COMPONENTS, component_crops
+from facezoo.models.gan import GANModule, resize_to
 from facezoo.models.gan_prior import GANPriorMixin
-from facezoo.models.gfpgan_import import import_gfpgan_prior
-from facezoo.models.gpen_import import match_state_dict
-from facezoo.models.stylegan2 import LazyRegularizedGAN, resize_to
-from facezoo.utils.errors import ConfigError, DataError
-from facezoo.utils.instantiate import plain_dict
-from facezoo.utils.pretrained import KNOWN_WEIGHTS, load_state_dict, resolve
+from facezoo.utils.errors import DataError
+from facezoo.weights.gfpgan import import_gfpgan_prior
+from facezoo.weights.resolver import KNOWN_WEIGHTS, resolve
+from facezoo.weights.state_dict import load_state_dict, match_state_dict
 
 log = logging.getLogger("facezoo")
-
-COMPONENTS = ("left_eye", "right_eye", "mouth")
-WEIGHT_KEYS = (
-    "pixel",
-    "pyramid",
-    "perceptual",
-    "style",
-    "gan",
-    "component_gan",
-    "component_style",
-    "identity",
-)
 
 
 def image_pyramid(image: torch.Tensor, levels: int) -> list[torch.Tensor]:
@@ -77,87 +70,52 @@ def image_pyramid(image: torch.Tensor, levels: int) -> list[torch.Tensor]:
     return pyramid
 
 
-class GFPGAN(GANPriorMixin, LazyRegularizedGAN):
+class GFPGAN(GANPriorMixin, GANModule):
     METHOD = "GFP-GAN"
     PRIOR_FILES = (
         "a model=stylegan2 .ckpt, StyleGAN2_512_Cmul1_FFHQ_B12G4_scratch_800k.pth (key stylegan2_512_gfpgan) "
         "or a GFP-GAN .pth whose decoder is taken"
+    )
+    LOSS_WEIGHTS = (
+        "pixel", "pyramid", "perceptual", "style", "gan", "component_gan", "component_style", "identity",
+        "r1",
     )
 
     def __init__(
         self,
         generator: nn.Module,
         discriminator: nn.Module,
-        recipe: str = "paper",
-        recipes: Mapping | None = None,
+        component_discriminator: Callable[[], nn.Module] | None = None,
         perceptual: Mapping | None = None,
         prior: Mapping | None = None,
         identity: Mapping | None = None,
         pyramid_until: int = 50_000,
         eye_size: int = 80,
         mouth_size: int = 120,
-        lr_g: float = 2e-3,
-        betas_g: tuple[float, float] = (0.0, 0.99),
-        lr_d: float = 2e-3,
-        betas_d: tuple[float, float] = (0.0, 0.99),
-        lr_component: float = 2e-3,
-        betas_component: tuple[float, float] = (0.9, 0.99),
-        lr_milestones: tuple[int, ...] = (600_000, 700_000),
-        lr_gamma: float = 0.5,
-        r1_gamma: float = 10.0,
-        r1_every: int = 16,
-        lazy_reg_correction: bool = True,
-        ema_half_life_images: float = 10000.0,
-        ema_images: int | None = 32,
-        ema_rampup: float | None = None,
         restore_random_noise: bool = False,
-        size: int | None = None,
         name: str = "gfpgan",
-        **base_args,
+        **gan_args,
     ) -> None:
-        super().__init__(**base_args)
-        # plain containers: checkpoints load with torch.load(weights_only=True)
-        recipes, perceptual, prior = plain_dict(recipes), plain_dict(perceptual), plain_dict(prior)
-        identity = {"weights": None, "required": False, **plain_dict(identity)}
-        betas_g, betas_d, betas_component = list(betas_g), list(betas_d), list(betas_component)
-        lr_milestones = list(lr_milestones)
-        self.save_hyperparameters(ignore=["generator", "discriminator"])
-        if recipe not in recipes:
-            raise ConfigError(
-                f"model.recipe={recipe!r}: expected one of {sorted(recipes)} (model.recipes, "
-                "see conf/model/gfpgan.yaml)"
-            )
-        self.weights = dict(recipes[recipe])
-        missing = [k for k in (*WEIGHT_KEYS, "facial_components") if k not in self.weights]
-        if missing:
-            raise ConfigError(f"model.recipes.{recipe} lacks {', '.join(missing)}")
-        if len({generator.size, discriminator.size, size or generator.size}) > 1:
-            raise ConfigError(
-                f"model.size={size}, model.generator.out_size={generator.size} and model.discriminator.size="
-                f"{discriminator.size} must match"
-            )
-        self.generator, self.discriminator = generator, discriminator
+        """`component_discriminator`: builds one facial-component discriminator (left eye, right eye, mouth
+        each get one); None: none (the simple recipe)."""
+        super().__init__(generator, discriminator, **gan_args)
+        w = self.loss_weights
         self.component_discriminators = nn.ModuleDict(
-            {c: FacialComponentDiscriminator() for c in COMPONENTS}
-            if self.weights["facial_components"]
-            else {}
+            {c: component_discriminator() for c in GFPGAN_COMPONENTS} if component_discriminator else {}
         )
-        self.generator_ema = self.make_ema(generator, 0.0) if ema_half_life_images else None
         self.init_prior(prior)
 
         # frozen auxiliary networks, kept out of the checkpoint
         self.vgg = None
-        if self.weights["perceptual"] > 0 or self.weights["style"] > 0:
-            options = {"required": False, "allow_random": False, **perceptual}
+        if w["perceptual"] > 0 or w["style"] > 0:
+            options = {"required": False, "allow_random": False, **(perceptual or {})}
             required = options.pop("required")
             found = resolve(
                 "vgg19", options.get("weights"), required=required, option="model.perceptual.weights"
             )
             if found or options["allow_random"]:  # allow_random: a random VGG-19 (benchmarks and smoke tests)
                 self.vgg = PerceptualLoss(
-                    perceptual_weight=self.weights["perceptual"],
-                    style_weight=self.weights["style"],
-                    **options,
+                    perceptual_weight=w["perceptual"], style_weight=w["style"], **options
                 )
             else:
                 log.warning(
@@ -165,28 +123,26 @@ class GFPGAN(GANPriorMixin, LazyRegularizedGAN):
                     "(model.perceptual.weights=PATH; model.perceptual.required=true refuses to start)",
                     KNOWN_WEIGHTS["vgg19"].filename,
                 )
-        self._identity: dict = {"net": None, "metrics": {}}
+        self.identity_loss = self.val_identity = self.test_identity = None
+        identity = {"weights": None, "required": False, **(identity or {})}
         path = resolve(
             "arcface_resnet18",
             identity["weights"],
-            required=identity["required"] and self.weights["identity"] > 0,
+            required=identity["required"] and w["identity"] > 0,
             option="model.identity.weights",
         )
         if path is not None:
             net = ResNetArcFace()
             net.load_state_dict(match_state_dict(load_state_dict(path), net, "ArcFace ResNet-18"))
-            self._identity["net"] = net.eval().requires_grad_(False)
-            self._identity["metrics"] = {s: IdentitySimilarity(net) for s in ("val", "test")}
-        elif self.weights["identity"] > 0:
+            self.identity_loss = IdentityLoss(net, gfpgan_identity_input, "l1")
+            self.val_identity = IdentitySimilarity(net, gfpgan_identity_input)
+            self.test_identity = IdentitySimilarity(net, gfpgan_identity_input)
+        elif w["identity"] > 0:
             log.warning(
                 "GFP-GAN: identity loss SKIPPED: %s not found (model.identity.weights=PATH; "
                 "model.identity.required=true refuses to start instead)",
                 KNOWN_WEIGHTS["arcface_resnet18"].filename,
             )
-
-    @property
-    def size(self) -> int:
-        return self.generator.size
 
     # -- the GAN prior -------------------------------------------------------------------------------------
     def prior_decoder(self) -> nn.Module:
@@ -197,37 +153,23 @@ class GFPGAN(GANPriorMixin, LazyRegularizedGAN):
         return import_gfpgan_prior(state, decoder)
 
     # -- optimizers ----------------------------------------------------------------------------------------
-    def configure_optimizers(self):
-        hp = self.hparams
-        trainable = self.generator.trainable_parameters()  # the decoder stays out when fix_decoder
-        optimizers = [
-            torch.optim.Adam(trainable, lr=hp.lr_g, betas=tuple(hp.betas_g)),
-            torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr_d, betas=tuple(hp.betas_d)),
-        ]
-        self.correct_for_lazy_regularization(optimizers[1], hp.r1_gamma, hp.r1_every)
-        optimizers += [
-            torch.optim.Adam(d.parameters(), lr=hp.lr_component, betas=tuple(hp.betas_component))
-            for d in self.component_discriminators.values()
-        ]
-        schedulers = [
-            torch.optim.lr_scheduler.MultiStepLR(opt, list(hp.lr_milestones), gamma=hp.lr_gamma)
-            for opt in optimizers
-        ]
-        return optimizers, schedulers
+    def optimizer_groups(self) -> dict[str, nn.Module | list[nn.Parameter] | dict[str, nn.Module]]:
+        """The generator's trainable part (the decoder stays out when `fix_decoder`), the global D, and one
+        optimizer per facial-component D."""
+        return {
+            "generator": self.generator.trainable_parameters(),
+            "discriminator": self.discriminator,
+            "components": dict(self.component_discriminators),
+        }
 
     # -- inference -----------------------------------------------------------------------------------------
     def predict(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
-        net = self.generator_ema.module if self.generator_ema is not None else self.generator
-        out = net(
+        out = self.inference_generator(
             resize_to(lq, self.size), return_rgb=False, randomize_noise=self.hparams.restore_random_noise
         )
         return {"image": resize_to(out[0], lq.shape[-2:])}
 
     # -- losses --------------------------------------------------------------------------------------------
-    def identity_net(self) -> nn.Module | None:
-        net = self._identity["net"]
-        return None if net is None else net.to(self.device)
-
     def crops(self, images: torch.Tensor, boxes: torch.Tensor) -> dict[str, torch.Tensor]:
         hp = self.hparams
         return component_crops(images, boxes, self.size, hp.eye_size, hp.mouth_size)
@@ -237,16 +179,16 @@ class GFPGAN(GANPriorMixin, LazyRegularizedGAN):
             raise DataError(
                 "GFP-GAN's facial-component discriminators need eye and mouth boxes: set "
                 "datamodule.component_boxes (auto | canonical | a GFP-GAN landmarks .pth), or train without "
-                "them (model.recipe=simple)"
+                "them (model/recipe=gfpgan_simple)"
             )
         return scale_boxes(batch["boxes"], self.size / height)
 
     def pyramid_on(self) -> bool:
-        return self.weights["pyramid"] > 0 and int(self.batch_counter) < self.hparams.pyramid_until
+        return self.loss_weights["pyramid"] > 0 and int(self.batch_counter) < self.hparams.pyramid_until
 
     # -- training ------------------------------------------------------------------------------------------
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
-        w, hp = self.weights, self.hparams
+        w, hp = self.loss_weights, self.hparams
         lq, hq = batch["lq"], batch["hq"]
         boxes = self.batch_boxes(batch, hq.shape[-2]) if self.component_discriminators else None
         lq, hq = resize_to(lq, self.size), resize_to(hq, self.size)
@@ -279,27 +221,24 @@ class GFPGAN(GANPriorMixin, LazyRegularizedGAN):
                 loss = (
                     loss + w["component_gan"] * logs[f"{c}_gan"] + w["component_style"] * logs[f"{c}_style"]
                 )
-        net = self.identity_net() if w["identity"] > 0 else None
-        if net is not None:
-            with torch.no_grad():
-                target = net(gfpgan_identity_input(hq))
-            logs["identity"] = F.l1_loss(net(gfpgan_identity_input(out)), target)
+        if w["identity"] > 0 and self.identity_loss is not None:
+            logs["identity"] = self.identity_loss(out, hq)
             loss = loss + w["identity"] * logs["identity"]
         self.step(opt_g, loss)
         logs["g"] = loss.detach()
 
         # 2. EMA
-        self.update_ema(self.generator_ema, self.generator, lq.shape[0])
+        self.update_ema(lq.shape[0])
 
         # 3. global D, lazy R1 in the same step
         fake = out.detach()
         loss_d = discriminator_loss(self.discriminator(hq), self.discriminator(fake), "softplus")
         logs["d"] = loss_d.detach()
-        if self.regularize_now(hp.r1_gamma, hp.r1_every):
+        if self.regularize_now(w["r1"], hp.r1_every):
             real = hq.detach().requires_grad_(True)
             logits = self.discriminator(real)
             logs["r1"] = r1_penalty(logits, real)
-            loss_d = loss_d + hp.r1_gamma / 2 * logs["r1"] * hp.r1_every + 0 * logits[0].sum()
+            loss_d = loss_d + w["r1"] / 2 * logs["r1"] * hp.r1_every + 0 * logits[0].sum()
         self.step(opt_d, loss_d)
 
         # 4. component Ds (each loss reaches only its own D: one backward, one step each)
@@ -311,19 +250,16 @@ class GFPGAN(GANPriorMixin, LazyRegularizedGAN):
                 losses.append(discriminator_loss(real_logits, fake_logits, "softplus"))
                 logs[f"{c}_d"] = losses[-1].detach()
             self.step(opt_components, sum(losses))
-
-        for scheduler in self.lr_schedulers():
-            scheduler.step()
         return logs
 
     # -- evaluation: identity similarity when ArcFace is there ----------------------------------------------
     def update_extra_metrics(self, stage: str, image: torch.Tensor, target: torch.Tensor) -> None:
-        metric = self._identity["metrics"].get(stage)
+        metric = getattr(self, f"{stage}_identity")
         if metric is not None:
-            metric.to(self.device).update(image, target)
+            metric.update(image, target)
 
     def _log_identity(self, stage: str) -> None:
-        metric = self._identity["metrics"].get(stage)
+        metric = getattr(self, f"{stage}_identity")
         if metric is not None and metric.update_called:
             self.log(f"{stage}/identity", metric.compute(), sync_dist=True)
             metric.reset()

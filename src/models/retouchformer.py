@@ -23,7 +23,10 @@ Objective (paper §"Model Training"), one iteration = three steps, in this order
    synthesis ŷ and the raw input x itself are fake.
 
 with L_prior = Σ‖E(y) − ρ*‖² (VQ codebook + commitment terms), L_con^rec = η‖y − ỹ‖₁ + ‖V(y) − V(ỹ)‖²,
-L_con^x2y = ζ‖y_a − ŷ_a‖₁ + ‖V(y_a) − V(ŷ_a)‖² (V: VGG-19 features), η = ζ = 10.
+L_con^x2y = ζ‖y_a − ŷ_a‖₁ + ‖V(y_a) − V(ŷ_a)‖² (V: VGG-19 features), η = ζ = 10 (`loss_weights`: eta, zeta,
+lambda_conf, adv and perceptual, the weight of the ‖V − V‖² terms). The networks are injected
+(conf/model/retouchformer.yaml); each optimizer group (`prior`, `mask`, `generator`, `discriminator`) has its
+Adam and cosine schedule in the config.
 
 Our reading of the mask losses (the paper's notation leaves open which network each gradient reaches):
 - H̄ is the teacher: it receives no gradient at all and moves only by the EMA of H.
@@ -44,16 +47,17 @@ Our reading of the mask losses (the paper's notation leaves open which network e
   difference; the threshold ignores compression noise and the clip makes it a soft mask in [0, 1].
 
 Switches for the paper's ablations: `use_prior=false` (Table 2, w/o P: H sees concat(x, x) instead of
-concat(x, x̃)), `token_levels` with one level (w/ SPS), `attention=global` (w/ GSA), `use_unpaired=false`
-(w/o X_u). `output` chooses how ŷ is formed: "synthesis" (the paper: ŷ = G(...)), "residual" (x + G) or
-"blend" (x + σ(H̄)·G: soft inpainting in pixel space, pixels the mask leaves alone stay the input's).
+concat(x, x̃)), `tokens.levels` with one level (w/ SPS), `transformer.mode=global` (w/ GSA),
+`use_unpaired=false` (w/o X_u). `output` chooses how ŷ is formed: "synthesis" (the paper: ŷ = G(...)),
+"residual" (x + G) or "blend" (x + σ(H̄)·G: soft inpainting in pixel space, pixels the mask leaves alone stay
+the input's).
 """
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from facezoo.losses.adversarial import discriminator_loss, generator_loss
 from facezoo.losses.perceptual import PerceptualLoss
@@ -69,105 +73,71 @@ from facezoo.models.components.selective_attention import SelectiveTransformer
 from facezoo.models.components.unet import UNetGenerator
 from facezoo.models.components.vector_quantizer import VectorQuantizer
 from facezoo.utils.errors import ConfigError
-from facezoo.utils.instantiate import plain_dict
 
 OUTPUTS = ("synthesis", "residual", "blend")
 
 
 class RetouchFormer(FaceZooModule):
+    LOSS_WEIGHTS = ("eta", "zeta", "lambda_conf", "adv", "perceptual")
+
     def __init__(
         self,
-        channels: list[int],
-        token_levels: list[int],
-        dim: int = 512,
-        transformer: dict | None = None,
-        codebook: dict | None = None,
-        mask_net: dict | None = None,
-        discriminator: dict | None = None,
+        encoder: MultiScaleEncoder,
+        tokens: MultiScaleTokens,
+        quant_conv: nn.Conv2d,
+        quantizer: VectorQuantizer,
+        reconstructor: ReconstructionDecoder,
+        mask_net: UNetGenerator,
+        transformer: SelectiveTransformer,
+        decoder: SynthesisDecoder,
+        discriminator: MaskInjectedDiscriminator,
         perceptual: dict | None = None,
-        optimizer: Callable | None = None,
-        scheduler_iterations: int | None = None,
-        attention: str = "selective",
         use_prior: bool = True,
         use_unpaired: bool = True,
         output: str = "synthesis",
         mu: float = 0.99,
-        lambda_conf: float = 0.5,
-        eta: float = 10.0,
-        zeta: float = 10.0,
-        adv_weight: float = 1.0,
         gan_loss: str = "vanilla",
         phi_threshold: float = 0.012,
         phi_scale: float = 0.12,
         mask_init_prob: float = 0.02,
         teacher_negatives: bool = False,
         conf_threshold: float = 0.0,
-        lr_scale: dict | None = None,
         name: str = "retouchformer",
         **base_args,
     ) -> None:
         super().__init__(**base_args)
-        # plain containers: checkpoints load with torch.load(weights_only=True)
-        channels, token_levels = list(channels), list(token_levels)
-        transformer, codebook, mask_net = plain_dict(transformer), plain_dict(codebook), plain_dict(mask_net)
-        discriminator, perceptual = plain_dict(discriminator), plain_dict(perceptual)
-        lr_scale = plain_dict(lr_scale)
-        self.save_hyperparameters(ignore=["optimizer"])
         if output not in OUTPUTS:
             raise ConfigError(f"model.output={output!r}: expected one of {OUTPUTS}")
-        if attention not in ("selective", "global"):
-            raise ConfigError(f"model.attention={attention!r}: expected 'selective' or 'global'")
-        code = dict(codebook)
-        code_dim = code.pop("dim", 256)
-        # E
-        self.encoder = MultiScaleEncoder(channels)
-        self.tokens = MultiScaleTokens(channels, token_levels, dim)
-        self.quant_conv = torch.nn.Conv2d(channels[-1], code_dim, 1)
-        # P, R
-        self.quantizer = VectorQuantizer(dim=code_dim, **code)
-        self.reconstructor = ReconstructionDecoder(code_dim, channels)
-        # H, H̄
-        mask_cfg = {"base_channels": 32, "depth": 5, "max_channels": 256, **mask_net}
-        self.mask_net = UNetGenerator(in_channels=6, out_channels=1, tanh=False, **mask_cfg)
-        # imperfections are rare: start from σ(H) ≈ mask_init_prob everywhere (the prior-probability bias
-        # init of Lin et al. 2017) instead of 0.5, so the sparse mask is learned, not unlearned
-        head = self.mask_net.head[-1]
-        torch.nn.init.constant_(head.bias, math.log(mask_init_prob / (1 - mask_init_prob)))
-        self.mask_teacher = self.make_ema(self.mask_net, mu)
+        if (quant_conv.in_channels, quant_conv.out_channels) != (encoder.channels[-1], quantizer.dim):
+            raise ConfigError(
+                f"model.quant_conv: {quant_conv.in_channels} -> {quant_conv.out_channels} channels, expected "
+                f"the deepest encoder width {encoder.channels[-1]} -> the code width {quantizer.dim}"
+            )
+        # E; P, R
+        self.encoder, self.tokens, self.quant_conv = encoder, tokens, quant_conv
+        self.quantizer, self.reconstructor = quantizer, reconstructor
+        # H, H̄: imperfections are rare, so H starts from σ(H) ≈ mask_init_prob everywhere (the
+        # prior-probability bias init of Lin et al. 2017) instead of 0.5: the sparse mask is learned, not
+        # unlearned
+        self.mask_net = mask_net
+        torch.nn.init.constant_(mask_net.head[-1].bias, math.log(mask_init_prob / (1 - mask_init_prob)))
+        self.mask_teacher = self.make_ema(mask_net, mu)
         # T, G, D
-        self.transformer = SelectiveTransformer(dim=dim, mode=attention, **transformer)
-        self.decoder = SynthesisDecoder(channels, token_levels, dim)
+        self.transformer, self.decoder, self.discriminator = transformer, decoder, discriminator
         if output != "synthesis":  # a correction of the input: start from "no change"
-            torch.nn.init.zeros_(self.decoder.head.weight)
-            torch.nn.init.zeros_(self.decoder.head.bias)
-        self.discriminator = MaskInjectedDiscriminator(**discriminator)
+            torch.nn.init.zeros_(decoder.head.weight)
+            torch.nn.init.zeros_(decoder.head.bias)
         # V: frozen VGG-19 (not saved in checkpoints); weight 0 switches the perceptual terms off
-        percep = {"weight": 1.0, **perceptual}
-        self.perceptual_weight = float(percep.pop("weight"))
-        self.vgg = PerceptualLoss(**percep) if self.perceptual_weight > 0 else None
-        self._make_optimizer = optimizer or (lambda params: torch.optim.Adam(params, 2e-4, betas=(0.9, 0.99)))
+        self.vgg = PerceptualLoss(**(perceptual or {})) if self.loss_weights["perceptual"] > 0 else None
 
-    # -- network groups and optimizers ---------------------------------------------------------------------
-    def groups(self) -> dict[str, list[torch.nn.Module]]:
-        """Which networks each optimizer owns."""
+    # -- network groups ------------------------------------------------------------------------------------
+    def optimizer_groups(self) -> dict[str, list[nn.Module]]:
         return {
             "prior": [self.quantizer, self.reconstructor],
             "mask": [self.mask_net],
             "generator": [self.encoder, self.tokens, self.quant_conv, self.transformer, self.decoder],
             "discriminator": [self.discriminator],
         }
-
-    def configure_optimizers(self):
-        optimizers, schedulers = [], []
-        for name, nets in self.groups().items():
-            params = [p for net in nets for p in net.parameters() if p.requires_grad]
-            opt = self._make_optimizer(params or [torch.nn.Parameter(torch.zeros(()))])
-            for group in opt.param_groups:
-                group["lr"] *= self.hparams.lr_scale.get(name, 1.0)
-            optimizers.append(opt)
-            total = self.hparams.scheduler_iterations or self.trainer.estimated_stepping_batches
-            schedulers.append(torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(total))))
-        return optimizers, schedulers
 
     @property
     def size_multiple(self) -> int:  # both powers of two; attention windows pad the token grid themselves
@@ -222,12 +192,12 @@ class RetouchFormer(FaceZooModule):
         """w‖t − p‖₁ + ‖V(t) − V(p)‖² (L_con^rec with w = η, L_con^x2y with w = ζ)."""
         loss = l1_weight * F.l1_loss(pred, target)
         if self.vgg is not None:
-            loss = loss + self.perceptual_weight * self.vgg(pred, target)[0]
+            loss = loss + self.loss_weights["perceptual"] * self.vgg(pred, target)[0]
         return loss
 
     # -- training ----------------------------------------------------------------------------------------
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
-        hp = self.hparams
+        hp, w = self.hparams, self.loss_weights
         xa, ya = batch["paired"]["raw"], batch["paired"]["retouched"]
         xu = batch["unpaired_raw"]["raw"] if hp.use_unpaired and "unpaired_raw" in batch else None
         yu = (
@@ -257,7 +227,7 @@ class RetouchFormer(FaceZooModule):
             consistency = -(target * F.logsigmoid(logits[na:]))
             if hp.teacher_negatives:
                 consistency = consistency - (1 - target) * F.logsigmoid(-logits[na:])
-            loss_conf = loss_conf + hp.lambda_conf * consistency.mean()
+            loss_conf = loss_conf + w["lambda_conf"] * consistency.mean()
         self.step(opt_mask, loss_hbar + loss_conf)
         self.mask_teacher.update_parameters(self.mask_net)
 
@@ -266,10 +236,10 @@ class RetouchFormer(FaceZooModule):
             mask_x = self.teacher_mask(x, x_redrawn)
         y_hat = self.synthesize(x, feats_x, mask_x)
         y_redrawn, loss_prior = self.prior(self.encoder(y), learn=True)
-        loss_rec = self.consistency(y, y_redrawn, hp.eta)
-        loss_x2y = self.consistency(ya, y_hat[:na], hp.zeta)
+        loss_rec = self.consistency(y, y_redrawn, w["eta"])
+        loss_x2y = self.consistency(ya, y_hat[:na], w["zeta"])
         loss_adv = generator_loss(self.discriminator(y_hat, mask_x), hp.gan_loss)
-        self.step([opt_prior, opt_g], loss_prior + loss_rec + loss_x2y + hp.adv_weight * loss_adv)
+        self.step([opt_prior, opt_g], loss_prior + loss_rec + loss_x2y + w["adv"] * loss_adv)
 
         # 3. max_D L_adv^disc: retouched → real; synthesis and raw input → fake
         with torch.no_grad():
@@ -278,9 +248,6 @@ class RetouchFormer(FaceZooModule):
         fake = self.discriminator(torch.cat([y_hat.detach(), x]), torch.cat([mask_x, mask_x]))
         loss_d = discriminator_loss(real, fake, hp.gan_loss)
         self.step(opt_d, loss_d)
-
-        for scheduler in self.lr_schedulers():
-            scheduler.step()
         return {
             "mask_hbar": loss_hbar,
             "mask_conf": loss_conf,

@@ -1,11 +1,11 @@
 """Build objects from config nodes, turning our config/data errors into one-line messages."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import hydra
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from facezoo.utils.errors import ConfigError, FacezooError
 
@@ -38,7 +38,13 @@ def instantiate_group(group: DictConfig | None, what: str) -> list:
     ]
 
 
-def plain_dict(node) -> dict:
-    """A config node (or mapping, or None) as a plain dict, so module hyperparameters saved in checkpoints
-    load with torch.load(weights_only=True)."""
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
+def plain(value):
+    """Config nodes (also inside mappings, lists and tuples) as plain containers, so module hyperparameters
+    saved in checkpoints load with torch.load(weights_only=True)."""
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(plain(v) for v in value)
+    return value

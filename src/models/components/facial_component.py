@@ -16,11 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facezoo.datamodules.batch import COMPONENTS
 from facezoo.models.components.stylegan2 import ConvLayer
 
-# Order of the components in a batch's `boxes` (src/datamodules/synthetic.py COMPONENTS); GFP-GAN skips the
-# nose.
-BOX_INDEX = {"left_eye": 0, "right_eye": 1, "nose": 2, "mouth": 3}
+# GFP-GAN's discriminated components, rows of a batch's `boxes` (COMPONENTS order); GFP-GAN skips the nose.
 GFPGAN_COMPONENTS = ("left_eye", "right_eye", "mouth")
 
 
@@ -90,13 +89,13 @@ def component_crops(
     out_size/512 (e = round(eye_size·out_size/512)), but never below 8 px, so that tiny test faces (64 px:
     10 and 15) still give crops the discriminator's two halvings can handle.
     """
-    if boxes.ndim != 3 or boxes.shape[1:] != (len(BOX_INDEX), 4):
+    if boxes.ndim != 3 or boxes.shape[1:] != (len(COMPONENTS), 4):
         raise ValueError(
-            f"component_crops: expected (B, 4, 4) boxes ({', '.join(BOX_INDEX)}), got {tuple(boxes.shape)}"
+            f"component_crops: expected (B, 4, 4) boxes ({', '.join(COMPONENTS)}), got {tuple(boxes.shape)}"
         )
     ratio = out_size / 512
     sizes = {"left_eye": eye_size, "right_eye": eye_size, "mouth": mouth_size}
     return {
-        name: crop_boxes(images, boxes[:, BOX_INDEX[name]], max(8, round(sizes[name] * ratio)))
+        name: crop_boxes(images, boxes[:, COMPONENTS.index(name)], max(8, round(sizes[name] * ratio)))
         for name in GFPGAN_COMPONENTS
     }

@@ -12,7 +12,7 @@ state_dicts load by name:
   the clean StyleGAN2 decoder (`CleanGenerator`).
 - `GFPGANv1` (gfpgan/archs/gfpganv1_arch.py; the paper model GFPGANv1.pth): BasicSR's equalized-LR layers,
   blur-downsampling ResBlocks, and BasicSR's StyleGAN2Generator as decoder. That decoder is our core
-  `Generator` (the same network; `gfpgan_import` maps BasicSR's decoder names to ours).
+  `Generator` (the same network; `facezoo.weights.stylegan2` maps BasicSR's decoder names to ours).
 
 U-Net widths are half the decoder widths at each resolution (`unet_narrow = 0.5·narrow`). With `sft_half`
 the conditions modulate half of the decoder channels, so they have the U-Net width; otherwise twice that.

@@ -27,7 +27,8 @@ class MultiScaleEncoder(nn.Module):
 
     def __init__(self, channels: list[int], in_channels: int = 3) -> None:
         super().__init__()
-        widths = [in_channels, *channels]
+        self.channels = [int(c) for c in channels]
+        widths = [in_channels, *self.channels]
         self.levels = nn.ModuleList(
             nn.Sequential(
                 _conv(widths[i], widths[i + 1], 3 if i == 0 else 4, 1 if i == 0 else 2),

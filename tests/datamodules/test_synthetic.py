@@ -1,4 +1,4 @@
-"""Procedural faces, blemishes and the synthetic folder writers (src/datamodules/synthetic.py)."""
+"""Procedural faces, blemishes and the synthetic folder writers (src/datamodules/synthetic/)."""
 
 import json
 
@@ -6,15 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from facezoo.datamodules.synthetic import (
-    COMPONENTS,
-    PARSING_LABELS,
-    add_blemishes,
-    main,
-    render_faces,
-    write_faces,
-    write_ffhqr,
-)
+from facezoo.datamodules.batch import COMPONENTS
+from facezoo.datamodules.synthetic.blemishes import add_blemishes
+from facezoo.datamodules.synthetic.renderer import PARSING_LABELS, render_faces
+from facezoo.datamodules.synthetic.writers import main, write_faces, write_ffhqr
 from facezoo.utils.image_io import read_mask, read_rgb_uint8, to_uint8
 
 S = 64

@@ -1,26 +1,29 @@
-"""Per-image OpenCV/numpy reference of the blind degradation in `degradations.py` and a speed benchmark.
+"""Per-image OpenCV/numpy reference of the batched blind degradation (src/datamodules/degradations/) and a
+speed comparison of the two. Test code: the package never imports it.
 
 `degrade_cv2` follows GFP-GAN's ``FFHQDegradationDataset.__getitem__`` with BasicSR's kernel, noise and JPEG
 functions (cv2.filter2D, cv2.resize, numpy noise, cv2.imencode), one image at a time, with the same options as
 `BlindDegradation` (`DegradationConfig` fields). It draws from a numpy Generator, so its samples follow the
-same distributions as the batched version but not the same values. It is the yardstick for the tests and for
-`benchmark`, not a training code path.
+same distributions as the batched version but not the same values. It is the yardstick of
+tests/test_degradations.py and of `benchmark`, not a training code path.
 
-Run ``python -m facezoo.datamodules.degradations_reference [size] [batch] [repeats] [threads]`` to print the
-benchmark.
+Run ``python tests/reference_degradations.py [size] [batch] [repeats] [threads]`` to print the
+speed comparison (`make bench` times the batched pipeline alone).
 """
 
 import math
 import statistics
 import sys
-import time
+import timeit
 
 import cv2
 import numpy as np
 import torch
 
-import facezoo  # noqa: F401  (torchvision shim)
-from facezoo.datamodules.degradations import CV2_GRAY, TORCHVISION_GRAY, BlindDegradation, make_config
+from facezoo.bench import degradation_input
+from facezoo.datamodules.degradations.color import CV2_GRAY, TORCHVISION_GRAY
+from facezoo.datamodules.degradations.config import make_config
+from facezoo.datamodules.degradations.pipeline import BlindDegradation
 
 _CV2_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 
@@ -130,17 +133,14 @@ def degrade_cv2(
 
 def benchmark(size: int = 512, batch: int = 16, repeats: int = 3, threads: int = 2, **options) -> dict:
     """Images/s of `BlindDegradation` on a (batch, 3, size, size) CPU batch vs a `degrade_cv2` loop over the
-    same images, both with `threads` threads; median of `repeats` timed runs after one warm-up run each.
+    same images, both with `threads` threads; median of `repeats` timed runs after one warm-up run each
+    (seed 0 for the warm-up, 1..repeats for the timed runs).
 
     Timings with 2 threads collapse (3-4x slower) when another process keeps a core busy: torch's parallel
     regions wait for their slowest thread, while the per-image OpenCV loop barely uses a second thread."""
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
-    generator = torch.Generator().manual_seed(0)
-    # smooth random images: noise upsampled from 1/8 resolution, so blur and JPEG see image-like content
-    low = torch.rand(batch, 3, max(1, size // 8), max(1, size // 8), generator=generator)
-    hq = torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic", align_corners=False)
-    hq = torch.round(hq.clamp(0, 1) * 255) / 127.5 - 1
+    hq = degradation_input(size, batch)
     images = [((x.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8) for x in hq]
     degradation = BlindDegradation(**options)
 
@@ -152,13 +152,10 @@ def benchmark(size: int = 512, batch: int = 16, repeats: int = 3, threads: int =
         for img in images:
             degrade_cv2(img, rng, **options)
 
-    def median_rate(fn) -> float:
-        fn(0)
-        times = []
-        for seed in range(1, repeats + 1):
-            start = time.perf_counter()
-            fn(seed)
-            times.append(time.perf_counter() - start)
+    def median_rate(run) -> float:
+        seeds = iter(range(repeats + 1))
+        run(next(seeds))
+        times = timeit.repeat(lambda: run(next(seeds)), repeat=repeats, number=1)
         return batch / statistics.median(times)
 
     batched_rate, cv2_rate = median_rate(run_batched), median_rate(run_cv2)

@@ -13,7 +13,8 @@ Search order of ``resolve``:
 
 A network that should be pretrained but is built without weights must call ``warn_random_init``.
 
-``python -m facezoo.utils.pretrained`` (or ``facezoo-weights``) lists every known file and where it was found.
+``facezoo-weights`` (``python -m facezoo.weights.resolver``) lists every known file and where it was found.
+Reading the files is `facezoo.weights.state_dict.load_state_dict`.
 """
 
 from __future__ import annotations
@@ -22,15 +23,13 @@ import argparse
 import json
 import logging
 import os
-import pickle
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from facezoo.cli import WORK_ROOT
-from facezoo.utils.errors import FacezooError, WeightsNotFoundError
+from facezoo.utils.errors import WeightsNotFoundError
 
 log = logging.getLogger("facezoo")
 
@@ -191,49 +190,6 @@ def resolve(
     )
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{err.__class__.__name__}: {text[0] if text else ''}"
-
-
-def load_state_dict(path: str | os.PathLike, key: str | None = None) -> dict:
-    """Load a weight file on the CPU (``torch.load(weights_only=True)``, or safetensors for ``.safetensors``).
-
-    ``key`` picks a sub-dict of a checkpoint (e.g. ``'params_ema'``, ``'g_ema'``, ``'state_dict'``).
-    Missing file -> ``WeightsNotFoundError``; unreadable file or missing key -> ``FacezooError``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(f"{path}: weight file not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "weights only" in str(err).lower():
-            raise FacezooError(
-                f"{path}: holds Python objects besides tensors, refused by torch.load(weights_only=True); "
-                "re-save its state_dict (torch.save(model.state_dict(), path))"
-            ) from None
-        raise FacezooError(f"{path}: not a readable weight file ({_first_line(err)})") from None
-    except Exception as err:  # torch/safetensors raise many types (RuntimeError, EOFError, ...)
-        raise FacezooError(f"{path}: not a readable weight file ({_first_line(err)})") from None
-    if not isinstance(state, Mapping):
-        raise FacezooError(f"{path}: expected a dict of tensors, found {type(state).__name__}")
-    if key is not None:
-        if key not in state:
-            keys = [str(k) for k in state]
-            shown = ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
-            raise FacezooError(f"{path}: no key '{key}'; available keys: {shown or '(none)'}")
-        state = state[key]
-        if not isinstance(state, Mapping):
-            raise FacezooError(f"{path}: '{key}' is a {type(state).__name__}, not a dict of tensors")
-    return dict(state)
-
-
 def warn_random_init(name: str) -> None:
     """Log, loudly, that a network meant to be pretrained runs with random weights."""
     log.warning(
@@ -254,7 +210,7 @@ def _table() -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     """List every known pretrained file, what needs it, and where it was found (or 'missing')."""
     parser = argparse.ArgumentParser(
-        prog="python -m facezoo.utils.pretrained",
+        prog="facezoo-weights",
         description="List the pretrained weight files facezoo knows and where they were found. "
         "Nothing is downloaded.",
     )

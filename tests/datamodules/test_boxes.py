@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from facezoo.datamodules.batch import COMPONENTS, scale_boxes
 from facezoo.datamodules.boxes import (
     ComponentBoxes,
     canonical_boxes,
@@ -14,10 +15,8 @@ from facezoo.datamodules.boxes import (
     landmark_key,
     load_boxes_json,
     load_gfpgan_landmarks,
-    scale_boxes,
 )
 from facezoo.datamodules.restore import RestoreDataModule
-from facezoo.datamodules.synthetic import COMPONENTS
 from facezoo.utils.errors import DataError
 from facezoo.utils.image_io import to_float
 

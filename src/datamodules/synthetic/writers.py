@@ -1,0 +1,132 @@
+"""Writers of the synthetic data sets on disk.
+
+`write_ffhqr` writes the FFHQR layout (raw `source`, retouched `target`, soft `mask`, `boxes.json`) and
+`write_faces` a folder of clean faces for restoration; both finish with a `DONE.json`, which makes a second
+call with the same arguments a no-op and lets an interrupted write be detected and redone.
+CLI (`facezoo-synth`): `python -m facezoo.datamodules.synthetic.writers OUT [--size 256] [--train 200 --val 20
+--test 20] [--seed 0] [--faces-only N]`.
+"""
+
+import argparse
+import json
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+
+from torch import Tensor
+
+from facezoo.datamodules.synthetic.blemishes import add_blemishes
+from facezoo.datamodules.synthetic.renderer import render_faces
+from facezoo.utils.image_io import write_image
+
+_FORMAT_VERSION = 2  # bump when renderer.py or blemishes.py change their pixels, so old folders are rewritten
+_DEFAULT_SPLITS = MappingProxyType({"train": 200, "val": 20, "test": 20})
+
+
+def _args_record(**kwargs) -> dict:
+    return {"format_version": _FORMAT_VERSION, **kwargs}
+
+
+def _is_done(root: Path, record: dict) -> bool:
+    try:
+        return json.loads((root / "DONE.json").read_text()) == record
+    except (OSError, ValueError):
+        return False
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """One entry per line, written to a temporary name first and then renamed into place."""
+    lines = ",\n".join(f" {json.dumps(key)}: {json.dumps(value)}" for key, value in data.items())
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("{\n" + lines + "\n}\n" if data else "{}\n")
+    tmp.replace(path)
+
+
+def _batches(start: int, stop: int, batch_size: int):
+    for lo in range(start, stop, max(1, int(batch_size))):
+        yield list(range(lo, min(lo + max(1, int(batch_size)), stop)))
+
+
+def _box_list(boxes: Tensor) -> list[list[float]]:
+    return [[round(float(v), 2) for v in box] for box in boxes]
+
+
+def write_ffhqr(root, sizes: Mapping[str, int] = _DEFAULT_SPLITS, size: int = 256, seed: int = 0,
+                batch_size: int = 32) -> Path:
+    """Write the FFHQR layout under `root`: {split}/source (raw), {split}/target (clean), {split}/mask (soft
+    8-bit) PNGs named by zero-padded global index, and {split}/boxes.json (name -> 4 boxes, COMPONENTS
+    order). Splits take consecutive disjoint index ranges in the order given. DONE.json is written last;
+    if it already records the same arguments nothing is done, otherwise the splits are rewritten."""
+    root, sizes = Path(root), {str(k): int(v) for k, v in dict(sizes).items()}
+    record = _args_record(kind="ffhqr", sizes=sizes, size=int(size), seed=int(seed))
+    if _is_done(root, record):
+        return root
+    (root / "DONE.json").unlink(missing_ok=True)
+    width, start = max(5, len(str(max(sum(sizes.values()) - 1, 0)))), 0
+    for split, n in sizes.items():
+        folder = root / split
+        shutil.rmtree(folder, ignore_errors=True)
+        boxes = {}
+        for batch in _batches(start, start + n, batch_size):
+            faces = render_faces(batch, size, seed)
+            raw, mask = add_blemishes(faces["image"], faces["parsing"], batch, seed)
+            for j, index in enumerate(batch):
+                name = f"{index:0{width}d}"
+                write_image(folder / "source" / f"{name}.png", raw[j])
+                write_image(folder / "target" / f"{name}.png", faces["image"][j])
+                write_image(folder / "mask" / f"{name}.png", mask[j])
+                boxes[name] = _box_list(faces["boxes"][j])
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_json(folder / "boxes.json", boxes)
+        start += n
+    _write_json(root / "DONE.json", record)
+    return root
+
+
+def write_faces(root, n: int, size: int = 256, seed: int = 0, batch_size: int = 32) -> Path:
+    """Write `n` clean faces as root/{name}.png (zero-padded index) plus root/boxes.json; same DONE.json
+    idempotency as `write_ffhqr`."""
+    root = Path(root)
+    record = _args_record(kind="faces", n=int(n), size=int(size), seed=int(seed))
+    if _is_done(root, record):
+        return root
+    (root / "DONE.json").unlink(missing_ok=True)
+    if root.is_dir():
+        for old in root.iterdir():
+            if re.fullmatch(r"\d+\.png", old.name):
+                old.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    width, boxes = max(5, len(str(max(int(n) - 1, 0)))), {}
+    for batch in _batches(0, int(n), batch_size):
+        faces = render_faces(batch, size, seed)
+        for j, index in enumerate(batch):
+            name = f"{index:0{width}d}"
+            write_image(root / f"{name}.png", faces["image"][j])
+            boxes[name] = _box_list(faces["boxes"][j])
+    _write_json(root / "boxes.json", boxes)
+    _write_json(root / "DONE.json", record)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="facezoo-synth", description="Render the procedural face data set.")
+    parser.add_argument("out", type=Path, help="output folder")
+    parser.add_argument("--size", type=int, default=256, help="image size in pixels")
+    for split, n in _DEFAULT_SPLITS.items():
+        parser.add_argument(f"--{split}", type=int, default=n, help=f"number of {split} faces")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--faces-only", type=int, metavar="N", help="write N clean faces only (restoration)")
+    args = parser.parse_args(argv)
+    if args.faces_only is not None:
+        out = write_faces(args.out, args.faces_only, args.size, args.seed, args.batch_size)
+    else:
+        sizes = {"train": args.train, "val": args.val, "test": args.test}
+        out = write_ffhqr(args.out, sizes, args.size, args.seed, args.batch_size)
+    print(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The public state-dict toolkit: safe (and memory-mapped) reading, picking, prefixes, sub-trees and the
+one-line mismatch listing. (Reading errors and safetensors: tests/test_pretrained.py.)"""
+
+import pytest
+import torch
+from torch import nn
+
+from facezoo.utils.errors import FacezooError
+from facezoo.weights.state_dict import (
+    lightning_network,
+    load_state_dict,
+    match_state_dict,
+    pick,
+    strip_prefix,
+    sub_tree,
+)
+
+
+def test_mmap_reads_the_same_tensors_and_old_files_still_load(tmp_path):
+    state = {"a.weight": torch.arange(6.0).view(2, 3), "b": torch.ones(2)}
+    torch.save(state, tmp_path / "new.pth")
+    torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)  # PyTorch < 1.6 format
+    for name in ("new.pth", "legacy.pth"):
+        loaded = load_state_dict(tmp_path / name, mmap=True)
+        assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state), name
+
+
+def test_pick_strip_and_sub_tree():
+    inner = {"module.conv.weight": torch.zeros(1), "module.conv.bias": torch.zeros(1)}
+    assert pick({"params": inner, "params_ema": {"x": 1}, "iter": 3}, ("params_ema", "params")) == {"x": 1}
+    assert pick({"params": inner}, ("params_ema", "params")) == inner
+    assert pick({"iter": 3}, ("params_ema",)) is None
+    assert list(strip_prefix(inner)) == ["conv.weight", "conv.bias"]
+    mixed = {**inner, "other": torch.zeros(1)}
+    assert strip_prefix(mixed) == mixed  # only when every key has it
+    state = {"generator.a": 1, "generator_ema.module.a": 2, "discriminator.b": 3}
+    assert sub_tree(state, "generator.") == {"a": 1}
+    assert sub_tree(state, "generator_ema.module.") == {"a": 2}
+
+
+def test_lightning_network_takes_the_first_prefix_present():
+    ckpt = {"state_dict": {"generator.a": 1, "generator_ema.module.a": 2}}
+    assert lightning_network(ckpt, ("generator_ema.module.", "generator.")) == {"a": 2}
+    assert lightning_network({"a": 1}, ("generator.",)) is None  # not a Lightning checkpoint
+    with pytest.raises(FacezooError, match="without any of discriminator"):
+        lightning_network(ckpt, ("discriminator.",))
+
+
+def test_mismatches_are_listed_in_one_line():
+    net = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    state = dict(net.state_dict())
+    del state["1.bias"]
+    state["2.weight"] = torch.zeros(1)
+    state["0.weight"] = torch.zeros(4, 2)
+    with pytest.raises(FacezooError) as err:
+        match_state_dict(state, net, "toy")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("toy: the weights do not match the network")
+    assert "missing 1 (1.bias)" in message and "unexpected 1 (2.weight)" in message
+    assert "wrong shapes (got vs expected) 1 (0.weight (4, 2) vs (3, 2))" in message
+    good = match_state_dict(dict(reversed(net.state_dict().items())), net, "toy")
+    assert list(good) == list(net.state_dict())  # in the network's order
+    many = {f"extra.{i}": torch.zeros(1) for i in range(12)}
+    with pytest.raises(FacezooError, match=r"unexpected 12 \(extra.0, .*extra.7, \.\.\. \(12 in all\)\)"):
+        match_state_dict({**net.state_dict(), **many}, net, "toy")

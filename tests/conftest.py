@@ -45,3 +45,12 @@ def vgg19_folder(tmp_path_factory, vgg19_features) -> Path:
     state["classifier.0.weight"] = torch.zeros(2, 2)  # ignored
     torch.save(state, folder / KNOWN_WEIGHTS["vgg19"].filename)
     return folder
+
+
+@pytest.fixture(scope="module")
+def arcface():
+    """GFP-GAN's ArcFace (`ResNetArcFace`) with random weights (tests only), in eval mode."""
+    from facezoo.models.components.arcface import ResNetArcFace
+
+    torch.manual_seed(0)
+    return ResNetArcFace().eval()  # random weights: tests only

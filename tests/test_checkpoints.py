@@ -28,17 +28,14 @@ from facezoo.checkpoints import (
     load_model,
     save_checkpoint,
 )
-from facezoo.cli import CONF_DIR
 from facezoo.eval import evaluate
 from facezoo.models.components.gpen import GPENGenerator
 from facezoo.train import train
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import ConfigError, FacezooError
 from facezoo.weights.cli import main as import_main
-from facezoo.weights.networks import networks
-from helpers import TINY, WritesOnUnpickle, hostile_target
+from helpers import TINY, WritesOnUnpickle, hostile_target, materialised_parameters
 
-MODELS = sorted(p.stem for p in Path(CONF_DIR, "model").glob("*.yaml"))
 TINY_GPEN = dict(size=64, style_dim=32, n_mlp=2, narrow=0.0625)  # = tiny_gpen.yaml
 GPEN = ["model=gpen", "datamodule=synthetic_restore"]
 
@@ -68,12 +65,6 @@ def _full_model(path: Path, cfg) -> torch.nn.Module:
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
     return model.eval()
 
-
-def _materialised(model) -> int:
-    """Elements of the module's parameters that hold memory, held-out skeletons included."""
-    skeletons = [v for v in vars(model).values() if isinstance(v, torch.nn.Module)]
-    params = [*model.parameters(), *(p for s in skeletons for p in s.parameters())]
-    return sum(p.numel() for p in params if not p.is_meta)
 
 
 # --- writing and reading ------------------------------------------------------------------------------------
@@ -149,23 +140,6 @@ def test_a_crafted_data_config_is_refused_by_eval(tmp_path):
 # --- load_model ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_load_model_restores_as_the_full_model_with_only_its_inference_networks(model, tmp_path):
-    data = "synthetic_retouch" if model == "retouchformer" else "synthetic_restore"
-    cfg = _config(tmp_path, f"model={model}", f"datamodule={data}")
-    trained = build_model(cfg.model)
-    path = tmp_path / "best.ckpt"
-    save_checkpoint({"state_dict": trained.state_dict(), **config_entries(cfg)}, path)
-    loaded = load_model(path)
-    full = _full_model(path, cfg)
-    size = full.fixed_size or 64
-    lq = torch.rand(2, 3, size, size) * 2 - 1
-    for key, value in full.restore(lq).items():
-        torch.testing.assert_close(loaded.restore(lq)[key], value, rtol=0, atol=0)
-    used = sum(p.numel() for name in loaded.inference_networks() for p in getattr(loaded, name).parameters())
-    assert _materialised(loaded) == used < sum(p.numel() for p in full.parameters())
-    assert not loaded.training and all(name in networks(loaded) for name in loaded.inference_networks())
-
 
 def test_an_imported_release_loads_lean_and_as_the_release_itself(tmp_path):
     release = _release(tmp_path)
@@ -186,7 +160,7 @@ def test_an_imported_release_loads_lean_and_as_the_release_itself(tmp_path):
     for source in (out, release):  # the imported checkpoint, and the release file itself
         model = load_model(source)
         torch.testing.assert_close(model.restore(lq)["image"], expected, rtol=0, atol=0)
-        assert _materialised(model) == sum(p.numel() for p in model.generator_ema.parameters())
+        assert materialised_parameters(model) == sum(p.numel() for p in model.generator_ema.parameters())
         assert all(p.is_meta for p in model.discriminator.parameters())
         assert all(p.is_meta for p in model.generator.parameters())
 

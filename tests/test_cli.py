@@ -1,12 +1,14 @@
-"""The command line as a user runs it: multirun sweeps, DDP on CPU, and one-line errors for bad input."""
+"""The command line as a user runs it: multirun sweeps, DDP on CPU, SIGTERM, and one-line errors for bad input
+(the bad-input commands share one Python process: `run_modules`)."""
 
 import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from helpers import QUIET, TINY, run_module
+from helpers import QUIET, TINY, hostile_target, run_module, run_modules
 
 
 def _common(tmp_path, data_dir):
@@ -57,34 +59,7 @@ def _error_line(proc) -> str:
     return proc.stderr.strip().splitlines()[-1]
 
 
-def test_invalid_gamma_is_one_line(tmp_path, data_dir):
-    proc = run_module("facezoo.train", *_common(tmp_path, data_dir), "split.gamma=1.5", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert (
-        _error_line(proc)
-        == "facezoo: error: split.gamma=1.5: expected the paired ratio as a number with 0 < gamma <= 1"
-    )
-
-
-def test_unknown_model_names_the_option(tmp_path, data_dir):
-    proc = run_module("facezoo.train", *_common(tmp_path, data_dir), "model=nope", cwd=tmp_path)
-    assert "Could not find 'model/nope'" in proc.stderr and "Traceback" not in proc.stderr
-
-
-def test_missing_data_folder_is_named(tmp_path):
-    proc = run_module(
-        "facezoo.train",
-        "datamodule=ffhqr",
-        f"paths.data_dir={tmp_path / 'nothing'}",
-        f"paths.log_dir={tmp_path / 'logs'}",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 2 and "nothing/FFHQR: data folder not found" in _error_line(proc)
-
-
-@pytest.mark.parametrize("damage", ["corrupt", "unpaired"])
-def test_bad_files_are_named(tmp_path, damage):
-    root = tmp_path / "ffhqr"
+def _ffhqr_with_a_bad_file(root, damage: str):
     rng = np.random.default_rng(0)
     for split in ("train", "val", "test"):
         for name in ("a", "b", "c", "d"):
@@ -98,16 +73,68 @@ def test_bad_files_are_named(tmp_path, damage):
         bad.write_bytes(b"not an image at all")
     else:
         (root / "train" / "target" / "b.png").unlink()
-    proc = run_module(
-        "facezoo.train",
-        "datamodule=ffhqr",
-        f"datamodule.data_dir={root}",
-        "datamodule.image_size=64",
-        f"paths.log_dir={tmp_path / 'logs'}",
-        "debug=tiny",
-        *QUIET,
-        cwd=tmp_path,
+    return root
+
+
+@pytest.fixture(scope="module")
+def bad_input(tmp_path_factory, data_dir):
+    """Every bad-input command of this file, run in one Python process (see `run_modules`): name -> result,
+    plus the folder each ran in."""
+    tmp = {name: tmp_path_factory.mktemp(name) for name in
+           ("gamma", "model", "missing", "corrupt", "unpaired", "crafted", "unknown")}
+    for damage in ("corrupt", "unpaired"):
+        _ffhqr_with_a_bad_file(tmp[damage] / "ffhqr", damage)
+    generator = hostile_target(tmp["crafted"] / "pwned.txt")
+    config = {
+        "model": {"_target_": "facezoo.models.gpen.GPEN", "generator": generator},
+        "datamodule": {"_target_": "facezoo.datamodules.restore.RestoreDataModule"},
+    }
+    crafted = {"state_dict": {}, "facezoo_config": config, "facezoo_format": 1}
+    torch.save(crafted, tmp["crafted"] / "crafted.ckpt")
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp["unknown"] / "other.pth")
+
+    def bad_ffhqr(damage):
+        root = tmp[damage] / "ffhqr"
+        args = ["datamodule=ffhqr", f"datamodule.data_dir={root}", "datamodule.image_size=64",
+                f"paths.log_dir={tmp[damage] / 'logs'}", "debug=tiny", *QUIET]
+        return "facezoo.train", args, tmp[damage]
+
+    results = run_modules({
+        "gamma": ("facezoo.train", [*_common(tmp["gamma"], data_dir), "split.gamma=1.5"], tmp["gamma"]),
+        "model": ("facezoo.train", [*_common(tmp["model"], data_dir), "model=nope"], tmp["model"]),
+        "missing": ("facezoo.train", ["datamodule=ffhqr", f"paths.data_dir={tmp['missing'] / 'nothing'}",
+                                      f"paths.log_dir={tmp['missing'] / 'logs'}"], tmp["missing"]),
+        "corrupt": bad_ffhqr("corrupt"),
+        "unpaired": bad_ffhqr("unpaired"),
+        "crafted": ("facezoo.eval", [f"ckpt_path={tmp['crafted'] / 'crafted.ckpt'}"], tmp["crafted"]),
+        "unknown": ("facezoo.weights.cli", [tmp["unknown"] / "other.pth", "--out", tmp["unknown"] / "x.ckpt"],
+                    tmp["unknown"]),
+    })
+    return results, tmp
+
+
+def test_invalid_gamma_is_one_line(bad_input):
+    proc = bad_input[0]["gamma"]
+    assert proc.returncode == 2
+    assert (
+        _error_line(proc)
+        == "facezoo: error: split.gamma=1.5: expected the paired ratio as a number with 0 < gamma <= 1"
     )
+
+
+def test_unknown_model_names_the_option(bad_input):
+    proc = bad_input[0]["model"]
+    assert "Could not find 'model/nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_data_folder_is_named(bad_input):
+    proc = bad_input[0]["missing"]
+    assert proc.returncode == 2 and "nothing/FFHQR: data folder not found" in _error_line(proc)
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "unpaired"])
+def test_bad_files_are_named(bad_input, damage):
+    proc = bad_input[0][damage]
     line = _error_line(proc)
     assert proc.returncode == 2
     assert (
@@ -166,34 +193,20 @@ def test_sigterm_leaves_a_resumable_run(tmp_path, data_dir):
     assert int(final["state_dict"]["batch_counter"]) > counter
 
 
-def test_eval_refuses_a_checkpoint_whose_config_names_foreign_code(tmp_path):
-    import torch
-
-    from helpers import hostile_target
-
-    marker = tmp_path / "pwned.txt"
-    config = {
-        "model": {"_target_": "facezoo.models.gpen.GPEN", "generator": hostile_target(marker)},
-        "datamodule": {"_target_": "facezoo.datamodules.restore.RestoreDataModule"},
-    }
-    torch.save({"state_dict": {}, "facezoo_config": config, "facezoo_format": 1}, tmp_path / "crafted.ckpt")
-    proc = run_module("facezoo.eval", f"ckpt_path={tmp_path / 'crafted.ckpt'}", cwd=tmp_path)
+def test_eval_refuses_a_checkpoint_whose_config_names_foreign_code(bad_input):
+    proc, tmp = bad_input[0]["crafted"], bad_input[1]["crafted"]
     assert proc.returncode == 2
     assert _error_line(proc) == (
-        f"facezoo: error: {tmp_path / 'crafted.ckpt'}: model.generator: refused to build _target_ "
+        f"facezoo: error: {tmp / 'crafted.ckpt'}: model.generator: refused to build _target_ "
         "'pathlib.Path.write_text'; a stored config may only name facezoo networks, modules and datamodules, "
         "torch.optim optimizers and schedulers, torch.nn modules"
     )
-    assert not marker.exists()
+    assert not (tmp / "pwned.txt").exists()
 
 
-def test_import_of_an_unknown_file_is_one_line(tmp_path):
-    import torch
-
-    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
-    proc = run_module("facezoo.weights.cli", str(tmp_path / "other.pth"), "--out", str(tmp_path / "x.ckpt"),
-                      cwd=tmp_path)
-    assert proc.returncode == 2 and not (tmp_path / "x.ckpt").exists()
+def test_import_of_an_unknown_file_is_one_line(bad_input):
+    proc, tmp = bad_input[0]["unknown"], bad_input[1]["unknown"]
+    assert proc.returncode == 2 and not (tmp / "x.ckpt").exists()
     assert _error_line(proc).startswith(
-        f"facezoo: error: {tmp_path / 'other.pth'}: no known generator; facezoo reads facezoo checkpoints"
+        f"facezoo: error: {tmp / 'other.pth'}: no known generator; facezoo reads facezoo checkpoints"
     )

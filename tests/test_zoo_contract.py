@@ -10,7 +10,8 @@ tomorrow is checked the day it is added), at the tiny sizes of conf/model_debug/
   final weights (EMA and running statistics included) as the uninterrupted run, with every periodic schedule
   of the method (lazy R1, path length, EMA ramp-up) firing on both sides of the interruption;
 - `facezoo.eval` of best.ckpt reproduces the run's test metrics;
-- `load_model(best.ckpt)` restores exactly as the trained model does.
+- `load_model(best.ckpt)` restores exactly as the trained model does, with only the networks `restore()`
+  uses in memory.
 """
 
 from pathlib import Path
@@ -27,7 +28,7 @@ from facezoo.train import train
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import ConfigError
 from facezoo.utils.instantiate import instantiate
-from helpers import TINY, LossRecorder, first_batch, fit_repeated
+from helpers import TINY, LossRecorder, first_batch, fit_repeated, materialised_parameters
 
 MODELS = sorted(p.stem for p in Path(CONF_DIR, "model").glob("*.yaml"))
 RETOUCHING = {"retouchformer"}  # trained on retouching data; every other method on restoration data
@@ -148,4 +149,7 @@ def test_checkpoints_resume_evaluate_and_load_exactly(model, tmp_path, data_dir)
     size = trained.fixed_size or 64
     lq = torch.rand(2, 3, size, size) * 2 - 1
     for key, value in trained.restore(lq).items():
-        torch.testing.assert_close(loaded.restore(lq)[key], value)
+        torch.testing.assert_close(loaded.restore(lq)[key], value, rtol=0, atol=0)
+    used = sum(p.numel() for name in loaded.inference_networks() for p in getattr(loaded, name).parameters())
+    assert materialised_parameters(loaded) == used < sum(p.numel() for p in trained.parameters())
+    assert not loaded.training

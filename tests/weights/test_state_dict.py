@@ -1,11 +1,14 @@
-"""The public state-dict toolkit: safe (and memory-mapped) reading, picking, prefixes, sub-trees and the
-one-line mismatch listing. (Reading errors and safetensors: tests/test_pretrained.py.)"""
+"""The public state-dict toolkit (src/weights/state_dict.py): safe (and memory-mapped) reading, picking,
+prefixes, sub-trees, the one-line mismatch listing; plain, nested and safetensors files, and reading errors
+that name the file."""
+
+import argparse
 
 import pytest
 import torch
 from torch import nn
 
-from facezoo.utils.errors import FacezooError
+from facezoo.utils.errors import FacezooError, WeightsNotFoundError
 from facezoo.weights.state_dict import (
     lightning_network,
     load_state_dict,
@@ -14,6 +17,7 @@ from facezoo.weights.state_dict import (
     strip_prefix,
     sub_tree,
 )
+from helpers import save_weights
 
 
 def test_mmap_reads_the_same_tensors_and_old_files_still_load(tmp_path):
@@ -63,3 +67,38 @@ def test_mismatches_are_listed_in_one_line():
     many = {f"extra.{i}": torch.zeros(1) for i in range(12)}
     with pytest.raises(FacezooError, match=r"unexpected 12 \(extra.0, .*extra.7, \.\.\. \(12 in all\)\)"):
         match_state_dict({**net.state_dict(), **many}, net, "toy")
+
+
+def test_load_state_dict_plain_and_with_key(tmp_path):
+    inner = {"conv.weight": torch.arange(4.0)}
+    plain = save_weights(tmp_path / "plain.pth", inner)
+    nested = save_weights(
+        tmp_path / "ckpt.pth", {"params_ema": inner, "params": inner, "iter": torch.tensor(3)}
+    )
+    assert torch.equal(load_state_dict(plain)["conv.weight"], inner["conv.weight"])
+    assert torch.equal(load_state_dict(nested, key="params_ema")["conv.weight"], inner["conv.weight"])
+    with pytest.raises(FacezooError) as info:
+        load_state_dict(nested, key="g_ema")
+    message = str(info.value)
+    assert "g_ema" in message and "params_ema" in message and "params" in message and "ckpt.pth" in message
+
+
+def test_load_state_dict_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"a": torch.ones(3)}, str(tmp_path / "w.safetensors"))
+    assert torch.equal(load_state_dict(tmp_path / "w.safetensors")["a"], torch.ones(3))
+
+
+def test_corrupt_file_names_the_file(tmp_path):
+    bad = tmp_path / "broken_weights.pth"
+    bad.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(FacezooError, match="broken_weights.pth"):
+        load_state_dict(bad)
+    refused = save_weights(
+        tmp_path / "pickled_objects.pth", {"opt": argparse.Namespace(lr=1), "w": torch.ones(1)}
+    )
+    with pytest.raises(FacezooError, match="pickled_objects.pth.*weights_only"):
+        load_state_dict(refused)  # never unpickles arbitrary objects
+    with pytest.raises(WeightsNotFoundError, match="absent.pth"):
+        load_state_dict(tmp_path / "absent.pth")

@@ -1,5 +1,5 @@
-"""VGG19 perceptual / style loss: torchvision-layout weights, a Frozen VGG out of the owner's state, clear
-errors."""
+"""The VGG19 perceptual / style loss (src/losses/perceptual.py): torchvision-layout weights, a Frozen VGG out
+of the owner's state, clear errors."""
 
 import logging
 

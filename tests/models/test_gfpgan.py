@@ -1,7 +1,7 @@
-"""GFP-GAN's training module: the recipes, which network each optimizer moves, the frozen prior, the
-pyramid switch-off, the component crops in training, a tiny overfit, an exact resume and the release
-recipe's refusals.
-(The architectures and importers: test_gfpgan_arch.py; ArcFace, component D and crops: test_gfpgan_parts.py.)
+"""GFP-GAN's training module (src/models/gfpgan.py): the recipes, which network each optimizer moves, the
+frozen prior and its initialisation from our clean StyleGAN2, the pyramid switch-off, the component crops in
+training, ArcFace for the identity loss and metric, a tiny overfit and the release recipe's refusals.
+(The architectures: tests/models/components/; the import of official weights: tests/weights/test_gfpgan.py.)
 """
 
 import pytest
@@ -183,7 +183,6 @@ def test_prior_checkpoint_of_our_clean_stylegan2_initialises_the_frozen_decoder(
         torch.testing.assert_close(m.generator_ema.module.stylegan_decoder.state_dict()[k], v)
 
 
-
 def test_release_recipe_refuses_to_start_without_its_weights(tmp_path, vgg19_folder):
     cfg = compose_config(overrides=["experiment=gfpgan_ffhq512"], output_dir=tmp_path)
     assert cfg.model.size == 512 and cfg.datamodule.batch_size == 3 and cfg.datamodule.use_hflip
@@ -198,43 +197,6 @@ def test_release_recipe_refuses_to_start_without_its_weights(tmp_path, vgg19_fol
     cfg.model.perceptual.weights = str(vgg19_folder)
     with pytest.raises(WeightsNotFoundError, match="arcface_resnet18.pth"):
         instantiate(cfg.model, "model")
-
-
-def test_import_cli_writes_a_checkpoint_that_eval_loads(tmp_path):
-    from facezoo.checkpoints import load_model
-    from facezoo.models.components.gfpgan import GFPGANv1Clean
-    from facezoo.weights.cli import main as import_main
-
-    release = GFPGANv1Clean(64, num_style_feat=32, num_mlp=2, narrow=0.0625)  # tiny_gfpgan widths
-    torch.save({"params_ema": release.state_dict()}, tmp_path / "GFPGANv1.4-64.pth")
-    out = tmp_path / "gfpgan64.ckpt"
-    assert import_main([str(tmp_path / "GFPGANv1.4-64.pth"), "--out", str(out)]) == 0
-    model = load_model(out)
-    assert model.size == 64 and model.generator.variant == "clean"
-    for k, v in release.state_dict().items():
-        assert torch.equal(model.generator_ema.module.state_dict()[k], v), k
-    lq = torch.rand(1, 3, 64, 64) * 2 - 1
-    expected = release.eval()(lq, return_rgb=False, randomize_noise=False)[0]
-    torch.testing.assert_close(model.restore(lq)["image"], expected)
-    torch.save({"params": {"conv_body_first.weight": torch.zeros(1)}}, tmp_path / "broken.pth")
-    with pytest.raises(SystemExit) as exit_:
-        import_main([str(tmp_path / "broken.pth"), "--out", str(tmp_path / "x.ckpt")])
-    assert exit_.value.code == 2
-
-
-def test_component_crops_follow_a_flip():
-    from facezoo.datamodules.boxes import hflip_boxes
-    from facezoo.models.components.facial_component import component_crops
-
-    boxes = torch.tensor([[[10.0, 20, 25, 30], [38, 20, 53, 30], [28, 30, 35, 40], [18, 42, 45, 52]]])
-    image = torch.full((1, 3, 64, 64), -1.0)
-    x1, y1, x2, y2 = boxes[0, 0].long().tolist()
-    image[..., y1 : y2 + 1, x1 : x2 + 1] = 1.0  # bright left eye
-    before = component_crops(image, boxes, 64)
-    assert (before["left_eye"] == 1).all() and (before["right_eye"] == -1).all()
-    after = component_crops(image.flip(-1), hflip_boxes(boxes, 64, torch.tensor([True])), 64)
-    torch.testing.assert_close(after["right_eye"], before["left_eye"].flip(-1))  # the same eye, mirrored
-    assert (after["left_eye"] == -1).all()
 
 
 def test_identity_loss_and_metric_use_arcface_when_its_file_is_given(tmp_path, data_dir):

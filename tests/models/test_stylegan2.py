@@ -1,5 +1,6 @@
-"""The unconditional StyleGAN2 LightningModule: lazy regularisation schedules, the optimizer correction, the
-image-based EMA, sampling as `restore`, and validation without PSNR. Networks are tiny and random on purpose.
+"""The unconditional StyleGAN2 LightningModule (src/models/stylegan2.py): lazy regularisation schedules,
+the optimizer correction, the image-based EMA, sampling as `restore`, and validation without PSNR. Networks
+are tiny and random on purpose. (The networks: tests/models/components/test_stylegan2.py.)
 """
 
 import copy

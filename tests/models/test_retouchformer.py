@@ -1,5 +1,6 @@
-"""RetouchFormer as a LightningModule: mean teacher, optimizer separation, ablation switches, the paper
-recipe's weights check and a tiny overfit (L_con^x2y falls, mask Soft-IoU rises)."""
+"""RetouchFormer as a LightningModule (src/models/retouchformer.py): mean teacher, optimizer separation,
+ablation switches, the paper recipe's weights check and a tiny overfit (L_con^x2y falls, mask Soft-IoU rises).
+(Its networks: tests/models/components/test_selective_attention.py, test_vector_quantizer.py.)"""
 
 import copy
 

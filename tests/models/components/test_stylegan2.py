@@ -1,5 +1,7 @@
-"""The pure-PyTorch StyleGAN2 core and its regularizers. Networks are built with random weights on purpose;
-official-size configurations are built on the meta device (shapes and counts only, nothing allocated)."""
+"""The pure-PyTorch StyleGAN2 core (src/models/components/stylegan2.py): building blocks, generator,
+discriminator, GFP-GAN's CS-SFT conditions in the synthesis (core and clean decoders alike), and the official
+configurations' keys and counts. Networks are built with random weights on purpose; official-size
+configurations are built on the meta device (shapes and counts only, nothing allocated)."""
 
 import math
 
@@ -10,7 +12,7 @@ import torch.nn.functional as F
 from scipy.signal import convolve2d
 from torch import nn
 
-from facezoo.losses.gan_regularizers import path_length_penalty, r1_penalty
+from facezoo.models.components.sft import channel_split_sft
 from facezoo.models.components.stylegan2 import (
     ConvLayer,
     Discriminator,
@@ -27,6 +29,8 @@ from facezoo.models.components.stylegan2 import (
     stylegan_channels,
     upfirdn2d,
 )
+from facezoo.models.components.stylegan2_clean import CleanGenerator
+from helpers import noisy
 
 STYLE = 32
 TINY = dict(style_dim=STYLE, n_mlp=2, narrow=1 / 16)  # 32 channels at every resolution up to 64
@@ -148,41 +152,6 @@ def test_dilated_conv_on_a_blown_up_input_equals_the_blown_up_conv():
     assert up(torch.randn(2, 8, 20, 20), style).shape == (2, 8, 20, 20)  # "upsampling" at unchanged size
 
 
-# --- regularizers -------------------------------------------------------------------------------------------
-
-
-def test_r1_penalty_equals_the_closed_form_gradient_norm():
-    a = nn.Parameter(torch.randn(3, 8, 8))
-    x = torch.randn(5, 3, 8, 8, requires_grad=True)
-    logits = (a * x + 0.5 * x.pow(2)).flatten(1).sum(1, keepdim=True)  # ∇_x D(x) = a + x
-    penalty = r1_penalty(logits, x)
-    expected = (a + x).pow(2).flatten(1).sum(1).mean()
-    torch.testing.assert_close(penalty, expected)
-    penalty.backward()  # create_graph: the penalty trains D
-    torch.testing.assert_close(a.grad, 2 * (a + x).mean(0).detach())
-
-
-@pytest.mark.parametrize("latent_shape", [(2, 5, 6), (2, 6)])
-def test_path_length_penalty_for_a_linear_generator(latent_shape):
-    # image = (Σ_layers w) A: the Jacobian transpose maps y to A y for every layer, so the length is ‖A y‖
-    proj = nn.Parameter(torch.randn(6, 3 * 4 * 4))
-    latents = torch.randn(*latent_shape, requires_grad=True)
-    w = latents.sum(1) if latents.ndim == 3 else latents
-    images = (w @ proj).view(2, 3, 4, 4)
-    torch.manual_seed(1)
-    penalty, mean, lengths = path_length_penalty(images, latents, 0.5, decay=0.1)
-    torch.manual_seed(1)
-    y = torch.randn_like(images) / math.sqrt(4 * 4)
-    expected = (y.flatten(1) @ proj.T).norm(dim=1)
-    torch.testing.assert_close(lengths, expected)
-    expected_mean = 0.5 + 0.1 * (expected.mean() - 0.5)
-    torch.testing.assert_close(mean, expected_mean.detach())
-    assert not mean.requires_grad
-    torch.testing.assert_close(penalty, (expected - expected_mean).pow(2).mean())
-    penalty.backward()
-    assert proj.grad is not None and proj.grad.abs().sum() > 0
-
-
 # --- generator ----------------------------------------------------------------------------------------------
 
 
@@ -242,6 +211,44 @@ def test_styleganex_dilation_keeps_shallow_levels_at_one_resolution():
     assert g.synthesize(latent, feature, [None] * g.num_layers).shape == (2, 3, 12, 12)
     with pytest.raises(ValueError, match="noise inputs"):
         g.synthesize(latent, feature, [None])
+
+
+# --- GFP-GAN's CS-SFT conditions in the synthesis -----------------------------------------------------------
+
+
+def _identity_conditions(decoder, batch: int, sft_half: bool) -> list:
+    res = [2**i for i in range(3, decoder.log_size + 1)]
+    widths = [decoder.channels[r] // (2 if sft_half else 1) for r in res]
+    return [(torch.ones(batch, c, r, r), torch.zeros(batch, c, r, r)) 
+            for c, r in zip(widths, res, strict=True)]
+
+
+@pytest.mark.parametrize("decoder_class", [Generator, CleanGenerator])
+@pytest.mark.parametrize("sft_half", [True, False])
+def test_decoder_with_identity_conditions_equals_the_plain_decoder(decoder_class, sft_half):
+    decoder = noisy(decoder_class(32, STYLE, 2, narrow=1 / 16))
+    latent = decoder.w_plus([torch.randn(2, STYLE)])
+    feature, noise = decoder.first_feature(latent), decoder.stored_noise()
+    plain = decoder.synthesize(latent, feature, noise)
+    conditions = _identity_conditions(decoder, 2, sft_half)
+    torch.testing.assert_close(decoder.synthesize(latent, feature, noise, conditions, sft_half), plain)
+    assert torch.equal(decoder([latent], input_is_latent=True, randomize_noise=False)[0], plain)
+    with pytest.raises(ValueError, match=r"expected 3 \(scale, shift\) conditions .* got 2"):
+        decoder.synthesize(latent, feature, noise, conditions[:2])
+
+
+@pytest.mark.parametrize("decoder_class", [Generator, CleanGenerator])
+def test_sft_acts_between_the_upsampling_and_the_second_conv_of_each_level(decoder_class):
+    decoder = decoder_class(32, STYLE, 2, narrow=1 / 16)
+    _, _, convs, _ = decoder.synthesis_layers()
+    seen = {}
+    convs[2].register_forward_hook(lambda m, args, out: seen.update(up=out))  # level 16: upsampling conv
+    convs[3].register_forward_pre_hook(lambda m, args: seen.update(second=args[0]))
+    latent = decoder.w_plus([torch.randn(2, STYLE)])
+    shapes = [scale.shape for scale, _ in _identity_conditions(decoder, 2, True)]
+    conditions = [(torch.randn(shape), torch.randn(shape)) for shape in shapes]
+    decoder.synthesize(latent, decoder.first_feature(latent), decoder.stored_noise(), conditions)
+    torch.testing.assert_close(seen["second"], channel_split_sft(seen["up"], *conditions[1]))
 
 
 # --- discriminator ------------------------------------------------------------------------------------------

@@ -1,16 +1,16 @@
-"""The pretrained-weights resolver: search order, clear errors, state-dict loading, the listing CLI."""
+"""The pretrained-weights resolver (src/weights/resolver.py): the registry, the search order, clear errors,
+the loud warning for random weights, the listing CLI. (Reading the files found:
+tests/weights/test_state_dict.py.)"""
 
-import argparse
 import json
 import logging
 import os
 
 import pytest
-import torch
 
-from facezoo.utils.errors import FacezooError, WeightsNotFoundError
+from facezoo.utils.errors import WeightsNotFoundError
 from facezoo.weights.resolver import KNOWN_WEIGHTS, main, resolve, warn_random_init
-from facezoo.weights.state_dict import load_state_dict
+from helpers import save_weights
 
 VGG19 = KNOWN_WEIGHTS["vgg19"].filename
 
@@ -31,12 +31,6 @@ def torch_home(tmp_path, monkeypatch):
     return home
 
 
-def _save(path, state=None):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state if state is not None else {"w": torch.ones(2)}, path)
-    return path
-
-
 def test_registry_has_the_expected_files():
     assert KNOWN_WEIGHTS["alexnet"].filename == "alexnet-owt-7be5be79.pth"
     assert KNOWN_WEIGHTS["vgg16"].filename == "vgg16-397923af.pth"
@@ -45,31 +39,31 @@ def test_registry_has_the_expected_files():
 
 
 def test_explicit_path_wins(tmp_path, pretrained):
-    _save(pretrained / VGG19)
-    explicit = _save(tmp_path / "elsewhere" / "my_vgg.pth")
+    save_weights(pretrained / VGG19)
+    explicit = save_weights(tmp_path / "elsewhere" / "my_vgg.pth")
     assert resolve("vgg19", explicit=explicit) == explicit
     assert resolve("vgg19", explicit=str(explicit)) == explicit
 
 
 def test_explicit_folder_holds_the_file(tmp_path, pretrained):
-    path = _save(tmp_path / "dir" / VGG19)
+    path = save_weights(tmp_path / "dir" / VGG19)
     assert resolve("vgg19", explicit=tmp_path / "dir") == path
 
 
 def test_pretrained_folder_found(pretrained, torch_home):
-    path = _save(pretrained / VGG19)
-    _save(torch_home / "hub" / "checkpoints" / VGG19)
+    path = save_weights(pretrained / VGG19)
+    save_weights(torch_home / "hub" / "checkpoints" / VGG19)
     assert resolve("vgg19") == path  # the project folder comes before the hub cache
     assert resolve(VGG19) == path  # by file name too
 
 
 def test_torch_hub_cache_found(pretrained, torch_home):
-    path = _save(torch_home / "hub" / "checkpoints" / VGG19)
+    path = save_weights(torch_home / "hub" / "checkpoints" / VGG19)
     assert resolve("vgg19") == path
 
 
 def test_torch_home_checkpoints_found(pretrained, torch_home):
-    path = _save(torch_home / "checkpoints" / VGG19)
+    path = save_weights(torch_home / "checkpoints" / VGG19)
     assert resolve("vgg19") == path
 
 
@@ -89,42 +83,11 @@ def test_missing_not_required_is_none(pretrained):
 
 
 def test_explicit_missing_path_is_an_error(tmp_path, pretrained):
-    _save(pretrained / VGG19)  # even though the default location has it
+    save_weights(pretrained / VGG19)  # even though the default location has it
     missing = tmp_path / "nope" / "vgg.pth"
     for required in (True, False):
         with pytest.raises(WeightsNotFoundError, match="nope"):
             resolve("vgg19", explicit=missing, required=required)
-
-
-def test_load_state_dict_plain_and_with_key(tmp_path):
-    inner = {"conv.weight": torch.arange(4.0)}
-    plain = _save(tmp_path / "plain.pth", inner)
-    nested = _save(tmp_path / "ckpt.pth", {"params_ema": inner, "params": inner, "iter": torch.tensor(3)})
-    assert torch.equal(load_state_dict(plain)["conv.weight"], inner["conv.weight"])
-    assert torch.equal(load_state_dict(nested, key="params_ema")["conv.weight"], inner["conv.weight"])
-    with pytest.raises(FacezooError) as info:
-        load_state_dict(nested, key="g_ema")
-    message = str(info.value)
-    assert "g_ema" in message and "params_ema" in message and "params" in message and "ckpt.pth" in message
-
-
-def test_load_state_dict_safetensors(tmp_path):
-    from safetensors.torch import save_file
-
-    save_file({"a": torch.ones(3)}, str(tmp_path / "w.safetensors"))
-    assert torch.equal(load_state_dict(tmp_path / "w.safetensors")["a"], torch.ones(3))
-
-
-def test_corrupt_file_names_the_file(tmp_path):
-    bad = tmp_path / "broken_weights.pth"
-    bad.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(FacezooError, match="broken_weights.pth"):
-        load_state_dict(bad)
-    refused = _save(tmp_path / "pickled_objects.pth", {"opt": argparse.Namespace(lr=1), "w": torch.ones(1)})
-    with pytest.raises(FacezooError, match="pickled_objects.pth.*weights_only"):
-        load_state_dict(refused)  # never unpickles arbitrary objects
-    with pytest.raises(WeightsNotFoundError, match="absent.pth"):
-        load_state_dict(tmp_path / "absent.pth")
 
 
 def test_warn_random_init_is_loud(caplog):
@@ -136,7 +99,7 @@ def test_warn_random_init_is_loud(caplog):
 
 
 def test_cli_lists_every_file(pretrained, capsys):
-    found = _save(pretrained / KNOWN_WEIGHTS["alexnet"].filename)
+    found = save_weights(pretrained / KNOWN_WEIGHTS["alexnet"].filename)
     assert main([]) == 0
     out = capsys.readouterr().out
     for spec in KNOWN_WEIGHTS.values():
@@ -146,7 +109,7 @@ def test_cli_lists_every_file(pretrained, capsys):
 
 
 def test_cli_json(pretrained, capsys):
-    _save(pretrained / KNOWN_WEIGHTS["alexnet"].filename)
+    save_weights(pretrained / KNOWN_WEIGHTS["alexnet"].filename)
     main(["--json"])
     data = json.loads(capsys.readouterr().out)
     rows = {row["key"]: row for row in data["weights"]}

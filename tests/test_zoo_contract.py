@@ -46,7 +46,7 @@ def _cfg(model, tmp_path, data_dir, *extra, name="run"):
 
 def _every_schedule_fires(cfg):
     """Lazy regularisers every 2 batches (path length weighted where a recipe leaves it off) and an EMA
-    ramp-up, for the methods that have them: the resumed part of a 6-batch run then runs them too."""
+    ramp-up, for the methods that have them: the resumed part of a 4-batch run then runs them too."""
     node = cfg.model
     with open_dict(node):
         for key in ("r1_every", "path_every"):
@@ -115,12 +115,12 @@ def test_each_optimizer_moves_only_its_own_networks(model, tmp_path, data_dir):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_checkpoints_resume_evaluate_and_load_exactly(model, tmp_path, data_dir):
-    schedule = ["trainer.max_epochs=2", "trainer.limit_train_batches=3"]
-    mid = tmp_path / "mid.ckpt"  # saved after batch 2 of epoch 0: a mid-epoch interruption
-    full = LossRecorder(keys=(), save_at=2, path=mid)
+    schedule = ["trainer.max_epochs=2", "trainer.limit_train_batches=2"]
+    mid = tmp_path / "mid.ckpt"  # saved after batch 1 of epoch 0: a mid-epoch interruption
+    full = LossRecorder(keys=(), save_at=1, path=mid)
     cfg = _every_schedule_fires(_cfg(model, tmp_path, data_dir, *schedule, name="full"))
     metrics = train(cfg, callbacks=[full])
-    assert full.counters == [1, 2, 3, 4, 5, 6]
+    assert full.counters == [1, 2, 3, 4]
     best = Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
     for path in (mid, best):
         assert "state_dict" in torch.load(path, map_location="cpu", weights_only=True)
@@ -128,11 +128,11 @@ def test_checkpoints_resume_evaluate_and_load_exactly(model, tmp_path, data_dir)
     resumed = LossRecorder(keys=())
     rcfg = _cfg(model, tmp_path, data_dir, *schedule, f"ckpt_path={mid}", "test=false", name="resumed")
     train(_every_schedule_fires(rcfg), callbacks=[resumed])
-    assert resumed.counters == full.counters[2:]
-    assert [list(v) for v in resumed.logs] == [list(v) for v in full.logs[2:]]  # the same losses each batch
+    assert resumed.counters == full.counters[1:]
+    assert [list(v) for v in resumed.logs] == [list(v) for v in full.logs[1:]]  # the same losses each batch
     assert {"r1", "path"} & set(full.logs[0]) <= set().union(*resumed.logs)  # schedules fire after resuming
     flat = [v for logs in resumed.logs for v in logs.values()]
-    assert flat == pytest.approx([v for logs in full.logs[2:] for v in logs.values()], rel=1e-5, abs=1e-6)
+    assert flat == pytest.approx([v for logs in full.logs[1:] for v in logs.values()], rel=1e-5, abs=1e-6)
     assert resumed.final_state.keys() == full.final_state.keys()
     for key, value in full.final_state.items():
         torch.testing.assert_close(resumed.final_state[key], value, rtol=1e-5, atol=1e-6, msg=key)

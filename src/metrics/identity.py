@@ -2,9 +2,9 @@
 (the "identity" / IDS score that blind face restoration papers report, with GFP-GAN's identity network).
 
 The network and its input preprocessing are given (for GFP-GAN: `ResNetArcFace` on `gfpgan_identity_input`'s
-(B, 1, 128, 128) gray faces), so metrics import no model. As in `LPIPS`, the network is kept as a plain
-attribute rather than a submodule, so it is neither trained nor written into Lightning checkpoints; it follows
-the images' device at `update`.
+(B, 1, 128, 128) gray faces), so metrics import no model. The network is held by `Frozen`, as every frozen
+pretrained helper: never trained, never written into Lightning checkpoints, moved with the metric; it also
+follows the images' device at `update`.
 """
 
 from collections.abc import Callable
@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import Metric
+
+from facezoo.losses.frozen import Frozen
 
 
 class IdentitySimilarity(Metric):
@@ -33,15 +35,14 @@ class IdentitySimilarity(Metric):
     def __init__(self, net: nn.Module, preprocess: Callable[[Tensor], Tensor], **kwargs) -> None:
         super().__init__(**kwargs)
         self.preprocess = preprocess
-        # a plain attribute, not a submodule (see the module docstring)
-        object.__setattr__(self, "_net", net.eval().requires_grad_(False))
+        self.frozen = Frozen(net)
         self.add_state("similarity_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0), dist_reduce_fx="sum")
 
     @property
     def network(self) -> nn.Module:
         """The frozen identity network."""
-        return self._net
+        return self.frozen.net
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add a batch of restored / ground-truth pairs, ``(B, 3, H, W)`` RGB in [-1, 1]."""
@@ -50,13 +51,11 @@ class IdentitySimilarity(Metric):
                 "IdentitySimilarity: expected two (B, 3, H, W) images, "
                 f"got {tuple(preds.shape)} and {tuple(target.shape)}"
             )
-        param = next(self._net.parameters())
-        if param.device != preds.device:
-            self._net.to(preds.device)
-        self._net.eval()
+        self.frozen.to(preds.device)
+        dtype = next(self.network.parameters()).dtype
         with torch.no_grad():
-            pair = torch.cat([preds, target]).detach().to(param.dtype)
-            restored, truth = self._net(self.preprocess(pair)).chunk(2)
+            pair = torch.cat([preds, target]).detach().to(dtype)
+            restored, truth = self.frozen(self.preprocess(pair)).chunk(2)
             similarity = F.cosine_similarity(restored, truth, dim=1)
         self.similarity_sum += similarity.double().sum()
         self.count += similarity.numel()

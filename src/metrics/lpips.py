@@ -7,9 +7,10 @@ then loaded from the resolver (``alexnet-owt-7be5be79.pth`` / ``vgg16-397923af.p
 name). LPIPS is never computed with a random backbone: ``LPIPS(...)`` raises ``WeightsNotFoundError`` and
 ``build_lpips`` returns None with a warning.
 
-The inner network is frozen, in eval mode, and kept as a plain attribute rather than a submodule: it is not in
-``parameters()`` or ``state_dict()``, so it is neither trained nor written into Lightning checkpoints.
-``.to(device)`` on the metric (or on the LightningModule holding it) moves it along; it stays float32.
+The inner network is held by `Frozen` (facezoo.losses.frozen, as every frozen pretrained helper of the zoo):
+in eval mode, not in ``parameters()`` or ``state_dict()``, so it is neither trained nor written into Lightning
+checkpoints; ``.to(device)`` on the metric (or on the LightningModule holding it) moves it along, and it stays
+float32 (``keep_dtype``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
+from facezoo.losses.frozen import Frozen
 from facezoo.utils.errors import ConfigError, FacezooError, WeightsNotFoundError
 from facezoo.weights.resolver import resolve
 from facezoo.weights.state_dict import load_state_dict
@@ -92,9 +94,8 @@ class LPIPS(Metric):
             warnings.simplefilter("ignore")
             model = lpips_pkg.LPIPS(net=self.net_name, pretrained=True, pnet_rand=True, verbose=False)
         load_backbone(model.net, load_state_dict(path), source=str(path), arch=BACKBONES[self.net_name])
-        model.eval().requires_grad_(False)
         self.weights_file = path
-        object.__setattr__(self, "_lpips", model)  # plain attribute: not a submodule (see module docstring)
+        self.frozen = Frozen(model, keep_dtype=True)
 
         self.add_state("score_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0), dist_reduce_fx="sum")
@@ -102,13 +103,7 @@ class LPIPS(Metric):
     @property
     def network(self) -> nn.Module:
         """The frozen ``lpips.LPIPS`` network (backbone under ``.net``)."""
-        return self._lpips
-
-    def _apply(self, fn, exclude_state=()):
-        this = super()._apply(fn, exclude_state)
-        if getattr(this, "_lpips", None) is not None:
-            this._lpips.to(device=this.device)  # follow the device only; the network stays float32
-        return this
+        return self.frozen.net
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add a batch of image pairs, ``(B, 3, H, W)`` in [-1, 1]."""
@@ -119,13 +114,11 @@ class LPIPS(Metric):
         for name, img in (("preds", preds), ("target", target)):
             if img.numel() and img.detach().abs().max() > 2:
                 raise ValueError(f"LPIPS: {name} must be in [-1, 1], got values up to {img.abs().max():.4g}")
-        param = next(self._lpips.parameters())
-        if param.device != preds.device:
-            self._lpips.to(preds.device)
+        self.frozen.to(preds.device)  # a metric used on its own follows its images
         with torch.no_grad():
-            x = preds.detach().to(param.dtype).clamp(-1, 1)
-            y = target.detach().to(param.dtype).clamp(-1, 1)
-            scores = self._lpips(x, y).flatten()
+            x = preds.detach().float().clamp(-1, 1)
+            y = target.detach().float().clamp(-1, 1)
+            scores = self.frozen(x, y).flatten()
         self.score_sum += scores.double().sum().to(self.score_sum.device)
         self.count += scores.numel()
 

@@ -52,3 +52,19 @@ def test_the_helper_moves_with_its_owner():
     assert {b.dtype for b in owner.helper.net.buffers() if b.is_floating_point()} == {torch.float64}
     owner.to("meta")
     assert {p.device.type for p in owner.helper.net.parameters()} == {"meta"}
+
+
+def test_a_helper_that_keeps_its_dtype_follows_only_the_device():
+    owner = nn.Module()
+    owner.helper = Frozen(nn.Conv2d(3, 4, 3), keep_dtype=True)  # e.g. LPIPS, a float32 metric
+    owner.to(torch.float64)
+    assert {p.dtype for p in owner.helper.net.parameters()} == {torch.float32}
+    owner.to("meta")
+    assert {(p.device.type, p.dtype) for p in owner.helper.net.parameters()} == {("meta", torch.float32)}
+
+
+def test_a_helper_switched_to_training_directly_still_runs_as_released():
+    owner = _owner()
+    owner.helper.net.train()  # not through its owner
+    owner.helper(torch.randn(2, 3, 8, 8))
+    assert not owner.helper.net.training and int(owner.helper.net[1].num_batches_tracked) == 0

@@ -46,6 +46,6 @@ def test_identity_similarity_freezes_its_network_and_keeps_it_out_of_the_state_d
     x = torch.rand(2, 3, 32, 32, requires_grad=True)
     metric.update(x, torch.rand(2, 3, 32, 32))
     assert net[2].num_batches_tracked == 0  # ran in eval mode: BN statistics untouched
-    assert not list(metric.children()) and not any("weight" in k for k in metric.state_dict())
+    assert not list(metric.parameters()) and not any("weight" in k for k in metric.state_dict())
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         metric.update(x, torch.rand(2, 3, 16, 16))

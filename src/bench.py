@@ -11,6 +11,9 @@ training steps (`peak_mem_MB`).
     python -m facezoo.bench --only baseline --sizes small --repeats 5
 """
 
+# isort: off
+import facezoo.utils.torchvision_shim  # noqa: F401  (first: lets Lightning import torchvision)
+# isort: on
 import argparse
 import json
 import resource

@@ -237,6 +237,17 @@ def _equal_states(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _imports_every_layout(layouts: dict, decoder, tmp_path) -> None:
+    """Each file layout (name -> (saved dict, expected decoder state, expected D state or None)) imports as
+    expected into `decoder`."""
+    for name, (layout, expected, expected_d) in layouts.items():
+        torch.save(layout, tmp_path / name)
+        state, d = import_gfpgan_prior(str(tmp_path / name), decoder)
+        assert _equal_states(state, expected), name
+        assert (d is None) if expected_d is None else _equal_states(d, expected_d), name
+        decoder.load_state_dict(state)
+
+
 def test_core_decoder_prior_from_every_accepted_layout(tmp_path):
     model = GFPGANv1(**TINY_ARCH)
     decoder = model.stylegan_decoder
@@ -254,12 +265,7 @@ def test_core_decoder_prior_from_every_accepted_layout(tmp_path):
                                            **{f"discriminator.{k}": v for k, v in d_state.items()}}},
                            want, d_state),
     }
-    for name, (layout, expected, expected_d) in layouts.items():
-        torch.save(layout, tmp_path / name)
-        state, d = import_gfpgan_prior(str(tmp_path / name), decoder)
-        assert _equal_states(state, expected), name
-        assert (d is None) if expected_d is None else _equal_states(d, expected_d), name
-        decoder.load_state_dict(state)
+    _imports_every_layout(layouts, decoder, tmp_path)
     with pytest.raises(FacezooError, match="a clean StyleGAN2 .* use GFPGANv1Clean"):
         import_gfpgan_prior(GFPGANv1Clean(**TINY_ARCH).state_dict(), decoder)
 
@@ -276,11 +282,7 @@ def test_clean_decoder_prior_from_every_accepted_layout(tmp_path):
                                                  **{f"discriminator.{k}": v for k, v in d_state.items()}}},
                                  want, d_state),
     }
-    for name, (layout, expected, expected_d) in layouts.items():
-        torch.save(layout, tmp_path / name)
-        state, d = import_gfpgan_prior(str(tmp_path / name), decoder)
-        assert _equal_states(state, expected), name
-        assert (d is None) if expected_d is None else _equal_states(d, expected_d), name
+    _imports_every_layout(layouts, decoder, tmp_path)
     core = Generator(64, STYLE, 2, narrow=0.125)
     with pytest.raises(FacezooError, match="cannot initialise the clean decoder"):
         import_gfpgan_prior({"params_ema": official_stylegan2_prior_state(core)}, decoder)

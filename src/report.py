@@ -214,8 +214,8 @@ def write_report(
 ) -> list[Path]:
     """Write ``results.csv`` and ``results.md``, and ``results.png`` when ``x`` is a numeric setting.
 
-    With a non-numeric ``x`` (an ablation: ``model.attention=global,local``) the table is the report and no
-    plot is drawn. Returns the paths written.
+    With a non-numeric ``x`` (an ablation: ``model.transformer.mode=global,selective``) the table is the
+    report and no plot is drawn. Returns the paths written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -78,10 +78,14 @@ class GPEN(GANPriorMixin, GANModule):
             raise ConfigError(f"model.content={content!r}: expected one of {list(CONTENT)}")
         self.feature_matching = FeatureMatchingLoss(fm_criterion)
         self.init_prior(prior)
-        self.identity_loss = self.load_identity_loss(identity) if self.loss_weights["identity"] > 0 else None
+        # the file is found now (a required one missing stops the run before any data is prepared) and read at
+        # the first training step that uses it, as before: restore() and load_model never read it
+        self.identity_file = self.find_identity_file(identity) if self.loss_weights["identity"] > 0 else None
+        self.identity_loss: IdentityLoss | None = None
 
-    def load_identity_loss(self, identity: Mapping | None) -> IdentityLoss | None:
-        """1 − cos of IR-SE50 embeddings (train_simple.py); None (a warning) without model_ir_se50.pth."""
+    @staticmethod
+    def find_identity_file(identity: Mapping | None):
+        """model_ir_se50.pth, or None (a warning: the identity term is skipped)."""
         options = {"weights": None, "required": False, **(identity or {})}
         path = resolve(
             "ir_se50", options["weights"], required=options["required"], option="model.identity.weights"
@@ -92,7 +96,16 @@ class GPEN(GANPriorMixin, GANModule):
                 "model.identity.weights=PATH; model.identity.required=true refuses to start instead)",
                 KNOWN_WEIGHTS["ir_se50"].filename,
             )
-            return None
+        return path
+
+    def identity(self) -> IdentityLoss | None:
+        """1 − cos of IR-SE50 embeddings (train_simple.py), built on first use; None without its file."""
+        if self.identity_loss is None and self.identity_file is not None:
+            self.identity_loss = self.load_identity_loss(self.identity_file).to(self.device)
+        return self.identity_loss
+
+    @staticmethod
+    def load_identity_loss(path) -> IdentityLoss:
         net = IRSE50()
         state = load_state_dict(path)
         # files saved before PyTorch 0.4.1 have no BatchNorm step counters: keep ours (unused in eval)
@@ -150,8 +163,9 @@ class GPEN(GANPriorMixin, GANModule):
                 real_features = D(hq, return_features=True)[1]
             logs["fm"] = self.feature_matching(fake_features, real_features)
             loss = loss + w["fm"] * logs["fm"]
-        if w["identity"] > 0 and self.identity_loss is not None:
-            logs["identity"] = self.identity_loss(fake, hq)
+        identity = self.identity() if w["identity"] > 0 else None
+        if identity is not None:
+            logs["identity"] = identity(fake, hq)
             loss = loss + w["identity"] * logs["identity"]
         self.step(opt_g, loss)
         # 4. lazy path length (the mapped w of a G re-forward)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facezoo.losses.identity import IdentityLoss
-from facezoo.models.components.arcface import gpen_identity_crop
+from facezoo.models.components.arcface import IRSE50, gpen_identity_crop
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import WeightsNotFoundError
 from facezoo.utils.instantiate import instantiate
@@ -94,6 +94,16 @@ def test_paper_learning_rates_and_simple_recipe_identity(tmp_path, data_dir, cap
     crop = gpen_identity_crop(torch.zeros(1, 3, 512, 512))
     assert crop.shape == (1, 3, 112, 112)
 
+
+
+def test_identity_network_is_read_at_the_first_step_that_uses_it(tmp_path, data_dir):
+    torch.save(IRSE50().state_dict(), tmp_path / "model_ir_se50.pth")  # random weights (tests only)
+    simple = _build(tmp_path, data_dir, "model/recipe=gpen_simple", f"model.identity.weights={tmp_path}")
+    assert simple.identity_file == tmp_path / "model_ir_se50.pth" and simple.identity_loss is None
+    trainer = fit_repeated(simple, _batch(tmp_path, data_dir), 1)
+    assert "train/identity" in trainer.callback_metrics
+    assert isinstance(simple.identity_loss.net.net, IRSE50)  # built once, frozen, out of the state_dict
+    assert not any(k.startswith("identity_loss.") for k in simple.state_dict())
 
 def test_tiny_gpen_overfits_a_few_pairs(tmp_path, data_dir):
     # a 32 px GPEN on 64 px pairs (resized in and out, as the paper's input contract), decoder lr raised

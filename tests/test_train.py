@@ -30,8 +30,6 @@ def test_train_writes_checkpoints_metrics_and_grid(tmp_path, data_dir):
     assert int(ckpt["state_dict"]["batch_counter"]) == 3
 
 
-
-
 def test_restoration_data_trains(tmp_path, data_dir):
     cfg = compose_config(
         overrides=[*TINY, "datamodule=synthetic_restore"], output_dir=tmp_path, data_dir=data_dir

@@ -20,15 +20,12 @@ def _build(tmp_path, data_dir, *overrides):
     return instantiate(cfg.model, "model"), instantiate(cfg.datamodule, "datamodule")
 
 
-
 def test_real_images_of_a_retouching_batch(tmp_path, data_dir):
     model, dm = _build(tmp_path, data_dir, "datamodule=synthetic_retouch", "split.gamma=0.5")
     batch = first_batch(dm)
     real = model.real_images(batch)
     expected = torch.cat([batch["paired"]["retouched"], batch["unpaired_retouched"]["retouched"]])
     torch.testing.assert_close(real, expected)  # every retouched (clean) face, paired or not
-
-
 
 
 def test_one_step_runs_and_ema_moves_toward_the_generator(tmp_path, data_dir):

@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 EXPERIMENT ?= retouchformer_synthetic
+# torch threads of train / sweep / ablations: 1 is what the README's figures were measured with (a run repeats
+# bit for bit only at the same thread count) and the most robust on a small shared CPU; THREADS=2 is faster idle
+THREADS ?= 1
 SWEEPS := logs/sweeps
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export HYDRA_FULL_ERROR ?= 0
@@ -18,7 +21,7 @@ install: ## Create .venv (pip, torch pinned to the CPU build); fast when nothing
 	@bash scripts/install.sh
 
 train: install ## Train the default recipe on built-in synthetic data (ARGS="hydra overrides")
-	$(PY) -m facezoo.train experiment=$(EXPERIMENT) $(ARGS)
+	OMP_NUM_THREADS=$(THREADS) $(PY) -m facezoo.train experiment=$(EXPERIMENT) $(ARGS)
 
 test: install ## Run the test suite without `slow` tests (ARGS="pytest arguments")
 	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow" --durations=10 $(ARGS)
@@ -27,12 +30,13 @@ test-full: install ## Run every test, `slow` included
 	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)
 
 sweep: install ## γ sweep (0.01, 0.1, 0.2, 1) as a Hydra multirun + results table and plot (ARGS="overrides")
-	$(PY) -m facezoo.train -m experiment=$(EXPERIMENT) split.gamma=0.01,0.1,0.2,1.0 \
+	OMP_NUM_THREADS=$(THREADS) $(PY) -m facezoo.train -m experiment=$(EXPERIMENT) split.gamma=0.01,0.1,0.2,1.0 \
 		hydra.sweep.dir=$(SWEEPS)/$(EXPERIMENT)-gamma $(ARGS)
 	$(PY) -m facezoo.report $(SWEEPS)/$(EXPERIMENT)-gamma --by split.gamma --x split.gamma --title "$(EXPERIMENT): γ sweep"
 
 ablations: install ## RetouchFormer's ablations (w/o P, w/ SPS, w/ GSA, w/o X_u) at γ = 0.1 + results table
-	$(PY) -m facezoo.train -m experiment=$(EXPERIMENT) ablation=full,no_prior,sps,gsa,no_unpaired split.gamma=0.1 \
+	OMP_NUM_THREADS=$(THREADS) $(PY) -m facezoo.train -m experiment=$(EXPERIMENT) \
+		ablation=full,no_prior,sps,gsa,no_unpaired split.gamma=0.1 \
 		hydra.sweep.dir=$(SWEEPS)/$(EXPERIMENT)-ablations $(ARGS)
 	$(PY) -m facezoo.report $(SWEEPS)/$(EXPERIMENT)-ablations --by ablation --title "$(EXPERIMENT): ablations (γ = 0.1)"
 

@@ -13,10 +13,18 @@ want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/python ]; then
   exit 0
 fi
+echo "install.sh: installing the Python environment into .venv (first time: ~3 min; pip's log: .venv/pip.log)..."
+start=$SECONDS
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
+# a line every 30 s, so a terminal or a CI log shows that pip is still at work
+( trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+  while :; do sleep 30 & nap=$!; wait "$nap"; echo "install.sh: still installing ($((SECONDS - start)) s)"; done ) &
+ticker=$!
+trap 'kill "$ticker" 2>/dev/null || true' EXIT
 # pip warns once per package about the machine's empty extra index folders; show only real messages.
 status=0
 .venv/bin/python -m pip install --quiet -e ".[dev]" > .venv/pip.log 2>&1 || status=$?
+kill "$ticker" 2>/dev/null || true
 grep -v "is ignored: it is neither a file nor a directory" .venv/pip.log || true
 [ "$status" -eq 0 ] || { echo "install.sh: pip install failed (exit $status), see .venv/pip.log" >&2; exit 1; }
 
@@ -30,6 +38,8 @@ import sys, torch
 if not torch.__version__.startswith("2.13.0"):
     sys.exit(f"install.sh: expected torch 2.13.0, found {torch.__version__}")
 import facezoo.utils.torchvision_shim, pytorch_lightning, torchmetrics, lpips, kornia, hydra  # noqa: F401
-print(f"facezoo environment ready: torch {torch.__version__}, lightning {pytorch_lightning.__version__}")
+print(f"facezoo environment ready: torch {torch.__version__}, lightning {pytorch_lightning.__version__}",
+      end="")
 PY
+echo " (installed in $((SECONDS - start)) s)"
 echo "$want" > "$stamp"

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from facezoo.utils.atomic import write_text
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -322,9 +324,8 @@ def main(argv=None) -> None:
             print(f"  {entry:12s} {size_key:6s} done", file=sys.stderr)
     table = _table(rows)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(rows, indent=1))
-    (out / "results.md").write_text(table + "\n")
+    write_text(out / "results.json", json.dumps(rows, indent=1))
+    write_text(out / "results.md", table + "\n")
     print(table)
     print(f"\nwritten: {out / 'results.json'}, {out / 'results.md'}")
 

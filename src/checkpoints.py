@@ -6,7 +6,7 @@ The format: a Lightning checkpoint (`state_dict`, and for trained runs the optim
 `facezoo_format` (this layout's version). Imported releases hold only the networks the release holds (e.g. the
 generator: no random discriminator, no second copy for the EMA) and `facezoo_imported` (what was recognised).
 
-- Every write is atomic (`save_checkpoint`: a temporary file in the same folder, fsync, rename), every read is
+- Every write is atomic (`save_checkpoint`: `facezoo.utils.atomic`, a temporary, fsync, rename), every read is
   `torch.load(weights_only=True)`, explicitly, resume included (`FacezooCheckpointIO` is the Trainer's
   CheckpointIO), so a pickle that would run code is refused whatever `TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD` says.
 - A stored config is data, never code: before it builds anything its `_target_`s are checked
@@ -35,6 +35,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from facezoo.utils.atomic import atomic_file
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import FacezooError
 from facezoo.utils.instantiate import instantiate
@@ -56,19 +57,10 @@ FORMAT_VERSION = 1
 
 
 def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
-    """`torch.save` to a temporary file in the same folder, fsync, then rename over `path`: a crash mid-write
-    leaves the previous checkpoint intact, never a truncated one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """`torch.save` through `atomic_file`: a crash mid-write leaves the previous checkpoint intact, never a
+    truncated one; a full disk is a one-line `WriteError`."""
+    with atomic_file(path) as f:
+        torch.save(checkpoint, f)
 
 
 def config_entries(cfg: DictConfig) -> dict:

@@ -1,10 +1,12 @@
 """Evaluate a checkpoint: `python -m facezoo.eval ckpt_path=<run>/checkpoints/best.ckpt [datamodule=...]`.
 
-`ckpt_path` is any file `load_model` reads: a facezoo checkpoint (trained or imported) or an official release
-(GPEN-BFR-512.pth, GFPGANv1.4.pth …). The model is rebuilt from the checkpoint alone, only its inference
-networks read; the data come from `datamodule=` when given, else from the checkpoint's config (a release has
-none). Stored configs only build the zoo's own classes (`facezoo.utils.targets`). Writes `metrics.json` and
-`metrics.md` into the eval run folder, plus a sample grid.
+`ckpt_path` is a run folder (its `checkpoints/best.ckpt`, else `last.ckpt`) or any file `load_model` reads:
+a facezoo checkpoint (trained or imported) or an official release (GPEN-BFR-512.pth, GFPGANv1.4.pth …). The
+model is rebuilt from the checkpoint alone, only its inference networks read; the data come from
+`datamodule=` when given, else from the checkpoint's config (a release has none). Images are evaluated at the
+size the checkpoint was trained at (a release: its network's size), not the data set's default, unless
+`datamodule.image_size` is given. Stored configs only build the zoo's own classes (`facezoo.utils.targets`).
+Writes `metrics.json` and `metrics.md` into the eval run folder, plus a sample grid.
 """
 
 # isort: off
@@ -14,20 +16,58 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from facezoo.callbacks.sample_grid import SampleGrid
 from facezoo.checkpoints import load_model, open_model_file
-from facezoo.cli import CONF_DIR, run_cli
+from facezoo.cli import CONF_DIR, check_seed, run_cli
+from facezoo.utils.errors import ConfigError
 from facezoo.utils.instantiate import instantiate
 from facezoo.utils.results import test_metrics, write_metrics
 
 
+def model_path(cfg: DictConfig) -> Path:
+    """`ckpt_path`: a file, or a run folder → its best checkpoint (else its last)."""
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
+        raise ConfigError("ckpt_path is missing: give the run folder or the checkpoint file to evaluate")
+    path = Path(cfg.ckpt_path)
+    if not path.is_dir():
+        return path
+    for name in ("best.ckpt", "last.ckpt"):
+        if (path / "checkpoints" / name).is_file():
+            return path / "checkpoints" / name
+    raise ConfigError(
+        f"ckpt_path={path}: no checkpoints/best.ckpt or last.ckpt in this folder (expected a run folder or a "
+        "checkpoint file)"
+    )
+
+
+def _user_set(key: str) -> bool:
+    """Whether `key=` was given on the command line."""
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    return any(o.lstrip("+~").split("=")[0] == key for o in overrides)
+
+
+def sized_data_config(datamodule: DictConfig, file, model) -> DictConfig:
+    """`datamodule=` at the size the model was trained at (unless the command line sets it)."""
+    data_cfg = datamodule.copy()
+    trained = ((file.config or {}).get("datamodule") or {}).get("image_size") or model.native_size
+    if trained and data_cfg.get("image_size") != trained and not _user_set("datamodule.image_size"):
+        print(f"eval at {trained} px, the size {file.path.name} was trained at (set datamodule.image_size "
+              "to change it)")
+        with open_dict(data_cfg):
+            data_cfg.image_size = trained
+    model.check_image_size(data_cfg.get("image_size"), "datamodule.image_size")
+    return data_cfg
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    file = open_model_file(cfg.ckpt_path, option="ckpt_path")
-    data_cfg = cfg.datamodule if cfg.get("datamodule") else file.datamodule_config()
+    pl.seed_everything(check_seed(cfg.seed), workers=True, verbose=False)
+    file = open_model_file(model_path(cfg), option="ckpt_path")
+    stored = None if cfg.get("datamodule") else file.datamodule_config()  # checked before anything is built
     model = load_model(file)
+    data_cfg = stored or sized_data_config(cfg.datamodule, file, model)
     out = Path(cfg.paths.output_dir)
     datamodule = instantiate(data_cfg, "datamodule", manifest_dir=str(out))
     trainer: pl.Trainer = instantiate(
@@ -35,7 +75,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     )
     results = trainer.test(model, datamodule=datamodule)
     metrics = test_metrics(results)
-    write_metrics(out, metrics, title=f"{Path(cfg.ckpt_path).name}")
+    write_metrics(out, metrics, title=f"{file.path.name}")
     print(
         f"metrics: {out / 'metrics.json'}\n"
         + "\n".join(f"  {k}: {v:.4f}" for k, v in sorted(metrics.items()))

@@ -21,6 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from facezoo.cli import error_line
+from facezoo.utils.atomic import atomic_file, write_text
 from facezoo.utils.errors import ConfigError, DataError, FacezooError
 
 PREFIX = "test/"
@@ -205,7 +206,8 @@ def _plot(rows: list[dict], x: str, settings: list[str], metrics: list[str], pat
         if ax.get_legend_handles_labels()[1]:
             ax.legend(fontsize="small")
     fig.suptitle(title)
-    fig.savefig(path, dpi=100)
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png", dpi=100)
     return path
 
 
@@ -224,11 +226,11 @@ def write_report(
         known = ", ".join(settings) or "none"
         raise ConfigError(f"--x {x}: not a setting of the results (settings: {known}); add --by {x}")
     csv_path, md_path = out / "results.csv", out / "results.md"
-    with csv_path.open("w", newline="") as f:
+    with atomic_file(csv_path, "w") as f:
         writer = csv.DictWriter(f, ["job", *settings, *metrics, "status"], restval="")
         writer.writeheader()
         writer.writerows({k: _text(v) if k in settings else v for k, v in row.items()} for row in rows)
-    md_path.write_text(markdown_table(rows, title))
+    write_text(md_path, markdown_table(rows, title))
     paths = [csv_path, md_path]
     finished = [row for row in rows if row["status"] == "ok"]
     if x is not None and finished and all(_is_number(row[x]) for row in finished):

@@ -18,6 +18,7 @@ torch.set_num_threads(1)
 def _isolated_torch_home(tmp_path_factory, monkeypatch):
     """Every test sees an empty torch hub cache: nothing may rely on weights found by chance."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch_home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))  # checked-image lists
 
 
 @pytest.fixture(scope="session")

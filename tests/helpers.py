@@ -126,7 +126,7 @@ class LossRecorder:
                 self.losses.append([*values, *(extra(pl_module) if extra else [])])
                 self.counters.append(int(pl_module.batch_counter))
                 if save_at is not None and len(self.counters) == save_at:
-                    trainer.save_checkpoint(path)
+                    trainer.save_checkpoint(path, weights_only=False)
 
         return _Recorder()
 

@@ -38,6 +38,27 @@ def test_restoration_data_trains(tmp_path, data_dir):
     assert "test/psnr" in metrics and not (tmp_path / "split.json").exists()
 
 
+def test_eval_takes_a_run_folder_and_the_size_the_model_was_trained_at(tmp_path, data_dir, capsys):
+    from facezoo.eval import evaluate
+
+    cfg = compose_config(overrides=[*TINY, "datamodule=synthetic_restore"], output_dir=tmp_path / "run",
+                         data_dir=data_dir)
+    metrics = train(cfg)
+    tested = {k: v for k, v in metrics.items() if k.startswith("test/")}
+    # the same faces through `datamodule=ffhq`, whose default size is 512
+    faces = cfg.datamodule.data_dir
+    ffhq = [f"ckpt_path={tmp_path / 'run'}", "datamodule=ffhq", f"datamodule.data_dir={faces}",
+            "datamodule.eval_batch_size=8", "trainer.limit_test_batches=1"]
+    capsys.readouterr()
+    evaluated = evaluate(compose_config("eval", ffhq, output_dir=tmp_path / "eval", data_dir=data_dir))
+    assert "eval at 64 px, the size best.ckpt was trained at" in capsys.readouterr().out
+    assert evaluated == pytest.approx(tested, rel=1e-6)
+    told = compose_config("eval", [*ffhq, "datamodule.image_size=96"], output_dir=tmp_path / "eval96",
+                          data_dir=data_dir)
+    assert evaluate(told) != pytest.approx(tested, rel=1e-6)  # a size on the command line is kept
+    assert "eval at" not in capsys.readouterr().out
+
+
 def test_wandb_offline_writes_a_run(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))

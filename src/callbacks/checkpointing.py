@@ -1,14 +1,18 @@
-"""Checkpoints that survive crashes and carry their run: a last checkpoint on SIGTERM/Ctrl-C, and the run's
-config inside every checkpoint so `facezoo.eval` and `load_model` rebuild the model from the checkpoint alone.
-The format itself (atomic writes, `weights_only` reads) is `facezoo.checkpoints`."""
+"""Checkpoints that carry their run and always hold its latest state: the run's config inside every checkpoint
+(so `facezoo.eval` and `load_model` rebuild the model from the checkpoint alone), and `last.ckpt` rewritten at
+every validation and at the end of training. Stopping on a signal is `stopping.StopOnSignal`; the format
+itself (atomic writes, `weights_only` reads) is `facezoo.checkpoints`."""
 
 from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.callbacks import Checkpoint
+from pytorch_lightning.trainer.states import TrainerFn
 
 from facezoo.checkpoints import config_entries
+
+LAST = "last.ckpt"
 
 
 class ConfigInCheckpoint(pl.Callback):
@@ -21,17 +25,30 @@ class ConfigInCheckpoint(pl.Callback):
         checkpoint.update(self.entries)
 
 
-class CheckpointOnInterrupt(pl.Callback):
-    """On SIGTERM (e.g. a cluster pre-emption) or Ctrl-C, save `last.ckpt` before exiting.
+class LastCheckpoint(Checkpoint):
+    """`last.ckpt`: the latest state, written at the end of every validation, training epoch and of training.
 
-    Lightning raises its SIGTERM exception between batches, so the saved state is consistent and the run
-    resumes with `ckpt_path=<run>/checkpoints/last.ckpt`."""
+    Lightning's `ModelCheckpoint(save_last=True)` (2.6) rewrites its last checkpoint only at a step where it
+    also writes a top-k one, so once the monitored metric stops improving its `last.ckpt` is the best state,
+    and a resume from the run folder would silently go back to it. A `Checkpoint` callback runs after the
+    others, so the state includes the best-checkpoint bookkeeping of this validation."""
 
     def __init__(self, dirpath: str) -> None:
-        self.dirpath = Path(dirpath)
+        self.path = Path(dirpath) / LAST
+        self._saved_at: int | None = None
 
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        if isinstance(exception, KeyboardInterrupt | SystemExit) and trainer.training:
-            path = self.dirpath / "last.ckpt"
-            trainer.save_checkpoint(path)
-            rank_zero_info(f"interrupted: saved a resumable checkpoint to {path}")
+    def _save(self, trainer) -> None:
+        if trainer.sanity_checking or self._saved_at == trainer.global_step:
+            return
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state: a resume point
+        self._saved_at = trainer.global_step
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:  # runs without validation too
+        self._save(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._save(trainer)

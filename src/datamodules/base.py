@@ -5,6 +5,7 @@ float [0, 1] on the batch's device, where subclasses also run their batched degr
 the id of the next training draw in its state, so a resumed run continues with the same batches.
 """
 
+import os
 import warnings
 from pathlib import Path
 
@@ -42,7 +43,7 @@ class FaceDataModule(pl.LightningDataModule):
         self,
         batch_size: int = 4,
         eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         seed: int = 0,
         manifest_dir: str | None = None,
     ) -> None:
@@ -50,7 +51,15 @@ class FaceDataModule(pl.LightningDataModule):
         if batch_size < 1:
             raise ConfigError(f"datamodule.batch_size={batch_size}: expected a positive integer")
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.num_workers, self.seed = num_workers, seed
+        if num_workers is not None and num_workers < 0:
+            raise ConfigError(
+                f"datamodule.num_workers={num_workers}: expected 0 (load in the training process), a number "
+                "of loader processes, or null (one per CPU core but one, at most 4)"
+            )
+        if num_workers is None:  # one per core this process may use, the training's own core kept free
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            num_workers = max(0, min(4, cores - 1))
+        self.num_workers, self.seed = int(num_workers), seed
         self.manifest_dir = Path(manifest_dir) if manifest_dir else None
         self._next_draw = 0  # id of the next training draw: restored from checkpoints
         self._resume_pending = False
@@ -76,6 +85,12 @@ class FaceDataModule(pl.LightningDataModule):
             dataset.sizes, seed=self.seed, length=length, shuffle=train, rank=rank, world_size=world
         )
         if train:
+            if sampler.length // world < self.batch_size:  # drop_last: no batch, Lightning would train none
+                raise ConfigError(
+                    f"datamodule.batch_size={self.batch_size}: {sampler.length} training samples per epoch"
+                    + (f" over {world} processes ({sampler.length // world} each)" if world > 1 else "")
+                    + " do not fill one batch; lower the batch size or the number of devices, or add data"
+                )
             self._train_length = sampler.length
             if self._resume_pending:
                 sampler.resume_at(self._next_draw)

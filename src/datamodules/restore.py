@@ -4,6 +4,8 @@ Training and validation batches carry `hq` only until `on_after_batch_transfer`,
 degradation (kornia, on the batch's device, seeded by the batch's draws) adds `lq`; validation draws are the
 same every epoch, so validation LQ images are identical across epochs and runs. A test set given as LQ/HQ
 folders is used as is. With `synthetic` set, `prepare_data` renders procedural clean faces into `data_dir`.
+`setup("fit")` checks the test split too (when there is one), so a bad test file stops the run before
+training rather than after it.
 
 `component_boxes` adds `boxes` (B, 4, 4) float32 to every batch: eye, nose and mouth boxes in the pixels of
 the images as loaded (src/datamodules/boxes.py), for GFP-GAN's facial-component discriminators. `use_hflip`
@@ -11,6 +13,7 @@ flips training samples horizontally (p 0.5) before the degradation, images and b
 FFHQDegradationDataset does (`augment(img_gt, hflip=True)`, then `get_component_coordinates(index, status)`).
 """
 
+import logging
 from pathlib import Path
 
 import torch
@@ -28,6 +31,8 @@ from facezoo.datamodules.boxes import (
 from facezoo.datamodules.folders import ImageFolder, PairedImageFolders, PlanDataset
 from facezoo.utils.errors import ConfigError, DataError
 from facezoo.weights.resolver import KNOWN_WEIGHTS, resolve
+
+log = logging.getLogger("facezoo")
 
 # mixed into the batch seed for the flips: the degradation draws from a generator seeded by the batch seed
 # itself, and its first draws must not decide the flips
@@ -101,7 +106,9 @@ class RestoreDataModule(FaceDataModule):
                 lq, hq = self.test_dirs
                 if not (lq and hq):
                     raise DataError("datamodule.test_lq_dir and test_hq_dir must be given together")
-                self.folders[stage] = PairedImageFolders(lq, hq, self.image_size, self.skip_bad)
+                self.folders[stage] = PairedImageFolders(
+                    lq, hq, self.image_size, self.skip_bad, self.verify_images
+                )
             else:
                 if not self.data_dir.is_dir():
                     raise DataError(
@@ -134,9 +141,17 @@ class RestoreDataModule(FaceDataModule):
         return ComponentBoxes(self._landmarks, source=path, key=landmark_key)
 
     def setup(self, stage: str | None = None) -> None:
-        for name in {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
-            stage, ("train", "val", "test")
-        ):
+        splits = {"fit": ("train", "val", "test"), "validate": ("val",), "test": ("test",)}
+        names = splits.get(stage, ("train", "val", "test"))
+        if stage == "fit" and self.test_dirs is None and not (self.data_dir / "test").is_dir():
+            if self.data_dir.is_dir():  # else the train split's error says what is missing
+                log.warning(
+                    "%s: no test split (expected test/ there, or test_lq_dir + test_hq_dir); testing after "
+                    "training will fail",
+                    self.data_dir,
+                )
+                names = ("train", "val")
+        for name in names:
             self._folder(name)
 
     def _plan(self, stage: str) -> PlanDataset:

@@ -3,6 +3,8 @@
 Training batches combine the three parts of the split in one dict:
 `{"paired": {raw, retouched[, mask]}, "unpaired_raw": {raw}, "unpaired_retouched": {retouched}}`
 (γ = 1 has only `paired`). Validation and test batches have only `paired`.
+`setup("fit")` checks the test split too (when there is one), so a bad test file stops the run before
+training rather than after it.
 With `synthetic` set, `prepare_data` first renders the procedural face data set into `data_dir` (see
 `src/datamodules/synthetic/`), so synthetic and real FFHQR data go through the same folder code.
 """
@@ -78,7 +80,11 @@ class RetouchDataModule(FaceDataModule):
                 logger.log_hyperparams({f"split/{k}": v for k, v in self.split.sizes().items()})
         if stage in (None, "fit", "validate"):
             self._folder("val")
-        if stage in (None, "test"):
+        if stage == "fit" and not (self.data_dir / "test").is_dir():
+            log.warning(
+                "%s: no test split (expected test/ there); testing after training will fail", self.data_dir
+            )
+        elif stage in (None, "fit", "test"):
             self._folder("test")
 
     @rank_zero_only

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from facezoo.utils.atomic import write_text
 from facezoo.utils.errors import ConfigError
 
 
@@ -32,11 +33,8 @@ class SemiSupervisedSplit:
         return {k: len(getattr(self, k)) for k in ("paired", "unpaired_raw", "unpaired_retouched")}
 
     def write(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         record = {"gamma": self.gamma, "seed": self.seed, "sizes": self.sizes(), **asdict(self)}
-        path.write_text(json.dumps(record, indent=1))
-        return path
+        return write_text(path, json.dumps(record, indent=1))
 
 
 def check_gamma(gamma: float) -> float:

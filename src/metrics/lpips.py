@@ -24,15 +24,15 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from facezoo.losses.frozen import Frozen
-from facezoo.utils.errors import ConfigError, FacezooError, WeightsNotFoundError
-from facezoo.weights.resolver import resolve
+from facezoo.utils.errors import ConfigError, FacezooError
+from facezoo.weights.resolver import KNOWN_WEIGHTS, PRETRAINED_ENV, pretrained_dir, resolve, search_dirs
 from facezoo.weights.state_dict import load_state_dict
 
 log = logging.getLogger("facezoo")
 
 # lpips net name -> KNOWN_WEIGHTS key of its torchvision backbone
 BACKBONES = {"alex": "alexnet", "vgg": "vgg16"}
-_OPTION = "the LPIPS weights-path option"
+_OPTION = "model.lpips_weights=<file>"
 _ALIASES = {"alex": "alex", "alexnet": "alex", "vgg": "vgg", "vgg16": "vgg"}
 
 
@@ -133,12 +133,12 @@ def build_lpips(net: str = "alex", weights_path: str | os.PathLike | None = None
     A wrong explicit ``weights_path`` still raises ``WeightsNotFoundError``: the user asked for that file.
     """
     if weights_path is None or str(weights_path) == "":
-        spec_key = BACKBONES[_net_name(net)]
-        if resolve(spec_key, required=False) is None:
-            try:
-                resolve(spec_key, option=_OPTION)
-            except WeightsNotFoundError as err:
-                detail = str(err).removeprefix("Pretrained weights ")
-                log.warning("LPIPS unavailable: %s LPIPS will not be computed.", detail)
+        spec = KNOWN_WEIGHTS[BACKBONES[_net_name(net)]]
+        if resolve(spec.key, required=False) is None:
+            log.warning(
+                "LPIPS unavailable (not computed): its backbone %s is not in %s. Put it in %s/ (the folder "
+                "$%s names, default ./pretrained) or set %s; model.lpips_net=null turns LPIPS off.",
+                spec.filename, ", ".join(map(str, search_dirs())), pretrained_dir(), PRETRAINED_ENV, _OPTION,
+            )
             return None
     return LPIPS(net=net, weights_path=weights_path)

@@ -28,6 +28,7 @@
 """
 
 import inspect
+import logging
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -43,6 +44,8 @@ from facezoo.datamodules.batch import eval_pair
 from facezoo.metrics import ConstantMaskSoftIoU, SoftIoU, build_lpips, psnr_ssim_metrics
 from facezoo.utils.errors import ConfigError
 from facezoo.utils.instantiate import plain
+
+log = logging.getLogger("facezoo")
 
 # EMA copies and mean teachers stay in eval mode on purpose; Lightning warns about any eval-mode module.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
@@ -134,6 +137,16 @@ class FaceZooModule(pl.LightningModule):
         self.test_const_soft_iou = ConstantMaskSoftIoU()
         # a metric without persistent state: its frozen backbone is never in our checkpoints
         self.lpips = build_lpips(lpips_net, lpips_weights) if lpips_net else None
+        self._training_notes: list[str] = []
+
+    def training_note(self, message: str) -> None:
+        """A warning that matters to training only (e.g. a loss skipped for want of its file): said when
+        fitting starts, never when the module is only built to restore or evaluate (`load_model`, eval)."""
+        self._training_notes.append(message)
+
+    def on_fit_start(self) -> None:
+        for note in self._training_notes:
+            log.warning(note)
 
     def _save_init_arguments(self, frame) -> None:
         """The init arguments of every class of the module (the outermost wins) as plain hyperparameters,
@@ -149,21 +162,34 @@ class FaceZooModule(pl.LightningModule):
     def size_multiple(self) -> int:
         return 1
 
+    @property
+    def native_size(self) -> int | None:
+        """The square size the networks work at (inputs are resized to it, or must have it); None: any."""
+        return self.fixed_size
+
     def check_input(self, lq: torch.Tensor) -> None:
         if lq.dim() != 4 or lq.shape[1] != 3:
             raise ConfigError(
                 f"{type(self).__name__}: expected images of shape (B, 3, H, W), got {tuple(lq.shape)}"
             )
-        h, w = lq.shape[-2:]
+        self._check_size(*lq.shape[-2:], f"{type(self).__name__}: inputs")
+
+    def _check_size(self, h: int, w: int, what: str) -> None:
         if self.fixed_size is not None and (h, w) != (self.fixed_size, self.fixed_size):
-            raise ConfigError(
-                f"{type(self).__name__}: expected {self.fixed_size}x{self.fixed_size} inputs, got {h}x{w}"
-            )
+            size = f"{self.fixed_size}x{self.fixed_size}"
+            raise ConfigError(f"{what}: {type(self).__name__} expected {size}, got {h}x{w}")
         m = self.size_multiple
         if h % m or w % m:
-            raise ConfigError(
-                f"{type(self).__name__}: expected height and width divisible by {m}, got {h}x{w}"
-            )
+            raise ConfigError(f"{what}: {type(self).__name__} expected sides divisible by {m}, got {h}x{w}")
+
+    def check_image_size(self, size, option: str) -> None:
+        """Check a configured image size against the input contract before anything runs (None: the files'
+        own sizes, checked per batch by `check_input`)."""
+        if size is None:
+            return
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"{option}={size}: expected a positive number of pixels, or null")
+        self._check_size(size, size, f"{option}={size}")
 
     def predict(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -220,7 +246,10 @@ class FaceZooModule(pl.LightningModule):
             for nets in networks.values() if isinstance(networks, Mapping) else [networks]:
                 # a group with nothing to train keeps its place (and the step order) with a placeholder
                 params = trainable_parameters(nets) or [nn.Parameter(torch.zeros(()))]
-                optimizer = self.optimizer_factories[group](params)
+                try:
+                    optimizer = self.optimizer_factories[group](params)
+                except ValueError as err:  # torch's checks: "Invalid learning rate: -1" ...
+                    raise ConfigError(f"model.optimizers.{group}: {err}") from None
                 self.prepare_optimizer(group, optimizer)
                 optimizers.append(optimizer)
                 if group in self.scheduler_factories:

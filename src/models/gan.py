@@ -76,6 +76,10 @@ class GANModule(FaceZooModule):
         return self.generator.size
 
     @property
+    def native_size(self) -> int:
+        return self.size
+
+    @property
     def inference_generator(self) -> nn.Module:
         """The generator EMA (the generator when there is none): what restore() runs."""
         return self.generator_ema.module if self.generator_ema is not None else self.generator

@@ -4,7 +4,8 @@ and the loading, shared by the modules.
 `model.prior`: `checkpoint` (a file, or a KNOWN_WEIGHTS key searched in the pretrained folders), `required`
 (refuse to start without one), `from_scratch` (no prior, no warning), `discriminator` (also initialise D from
 the prior's D when it has one of the same shape). The prior is loaded when fitting starts, never when a run
-resumes (the checkpoint then holds every weight), and the generator EMA is synchronised with it.
+resumes (the checkpoint then holds every weight), and the generator EMA is synchronised with it; a new run
+without one says so then (a model built for eval or `load_model` says nothing: its weights come from a file).
 """
 
 import logging
@@ -37,17 +38,11 @@ class GANPriorMixin:
             if self.prior["required"]:  # fail before any data is prepared, not when fitting starts
                 self._prior_file(str(self.prior["checkpoint"]))
             return
-        if self.prior["from_scratch"]:
-            log.info(
-                "%s: decoder trained from scratch (model.prior.from_scratch=true), no GAN prior", self.METHOD
-            )
-        elif self.prior["required"]:
+        if self.prior["required"] and not self.prior["from_scratch"]:
             raise WeightsNotFoundError(
                 f"{self.METHOD} needs its StyleGAN2 prior (model.prior.required=true): set "
                 f"model.prior.checkpoint=<{self.PRIOR_FILES}> or model.prior.from_scratch=true"
             )
-        else:
-            warn_random_init(f"{self.METHOD} decoder (the StyleGAN2 prior; set model.prior.checkpoint)")
 
     def prior_decoder(self) -> nn.Module:
         raise NotImplementedError
@@ -89,8 +84,19 @@ class GANPriorMixin:
         return True
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         # a resumed run restores every weight from its checkpoint, a run started with `init_from` has its
         # networks from that file (checkpoints.initialise_from): the prior only starts a new run from scratch
         fresh = self.trainer.ckpt_path is None and not getattr(self, "initialised_from", None)
-        if fresh and not self._prior_loaded:
-            self.load_prior()
+        if fresh and not self._prior_loaded and not self.load_prior():
+            self._say_no_prior()
+
+    def _say_no_prior(self) -> None:
+        """A new run trains without a prior: say so when training starts, never when a model is only built
+        (`load_model`, eval: its weights come from the file)."""
+        if self.prior["from_scratch"]:
+            log.info(
+                "%s: decoder trained from scratch (model.prior.from_scratch=true), no GAN prior", self.METHOD
+            )
+        else:
+            warn_random_init(f"{self.METHOD} decoder (the StyleGAN2 prior; set model.prior.checkpoint)")

@@ -118,10 +118,9 @@ class GFPGAN(GANPriorMixin, GANModule):
                     perceptual_weight=w["perceptual"], style_weight=w["style"], **options
                 )
             else:
-                log.warning(
-                    "GFP-GAN: perceptual and style losses SKIPPED: %s not found "
-                    "(model.perceptual.weights=PATH; model.perceptual.required=true refuses to start)",
-                    KNOWN_WEIGHTS["vgg19"].filename,
+                self.training_note(
+                    f"GFP-GAN: perceptual and style losses SKIPPED: {KNOWN_WEIGHTS['vgg19'].filename} not "
+                    "found (model.perceptual.weights=PATH; model.perceptual.required=true refuses to start)"
                 )
         self.identity_loss = self.val_identity = self.test_identity = None
         identity = {"weights": None, "required": False, **(identity or {})}
@@ -138,10 +137,9 @@ class GFPGAN(GANPriorMixin, GANModule):
             self.val_identity = IdentitySimilarity(net, gfpgan_identity_input)
             self.test_identity = IdentitySimilarity(net, gfpgan_identity_input)
         elif w["identity"] > 0:
-            log.warning(
-                "GFP-GAN: identity loss SKIPPED: %s not found (model.identity.weights=PATH; "
-                "model.identity.required=true refuses to start instead)",
-                KNOWN_WEIGHTS["arcface_resnet18"].filename,
+            self.training_note(
+                f"GFP-GAN: identity loss SKIPPED: {KNOWN_WEIGHTS['arcface_resnet18'].filename} not found "
+                "(model.identity.weights=PATH; model.identity.required=true refuses to start instead)"
             )
 
     # -- the GAN prior -------------------------------------------------------------------------------------

@@ -83,18 +83,17 @@ class GPEN(GANPriorMixin, GANModule):
         self.identity_file = self.find_identity_file(identity) if self.loss_weights["identity"] > 0 else None
         self.identity_loss: IdentityLoss | None = None
 
-    @staticmethod
-    def find_identity_file(identity: Mapping | None):
-        """model_ir_se50.pth, or None (a warning: the identity term is skipped)."""
+    def find_identity_file(self, identity: Mapping | None):
+        """model_ir_se50.pth, or None (the identity term is skipped, which training says)."""
         options = {"weights": None, "required": False, **(identity or {})}
         path = resolve(
             "ir_se50", options["weights"], required=options["required"], option="model.identity.weights"
         )
         if path is None:
-            log.warning(
-                "GPEN: identity loss SKIPPED: %s not found (put it in pretrained/ or set "
-                "model.identity.weights=PATH; model.identity.required=true refuses to start instead)",
-                KNOWN_WEIGHTS["ir_se50"].filename,
+            self.training_note(
+                f"GPEN: identity loss SKIPPED: {KNOWN_WEIGHTS['ir_se50'].filename} not found (put it in "
+                "pretrained/ or set model.identity.weights=PATH; model.identity.required=true refuses to "
+                "start instead)"
             )
         return path
 

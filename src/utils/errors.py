@@ -15,3 +15,7 @@ class DataError(FacezooError):
 
 class WeightsNotFoundError(FacezooError, FileNotFoundError):
     """A pretrained network's weight file could not be found by the resolver."""
+
+
+class WriteError(FacezooError, OSError):
+    """A file could not be written (full disk, no permission); the previous file, if any, is unchanged."""

@@ -2,57 +2,105 @@
 
 Inside models images are RGB float tensors in [-1, 1]; these helpers convert once, at the edges.
 Gray, gray+alpha, RGBA, palette and 16-bit files are all read as 8-bit RGB (alpha is composited on black
-and dropped); single-channel masks are read as float in [0, 1].
+and dropped); single-channel masks are read as float in [0, 1]. The scale of a file's values comes from its
+format, never from the values: a 16-bit file is 0..65535 (8-bit value = round(v / 257)) even when it is dark.
+PIL reads 16-bit gray files as such (modes I;16, I;16B, I;16L, I) but reduces 16-bit colour files to 8 bits
+by dropping the low byte, so those are read with OpenCV.
 """
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from facezoo.utils.atomic import atomic_file
 from facezoo.utils.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def _open(path: Path) -> Image.Image:
+def _unreadable(path: Path, err: Exception) -> DataError:
+    if isinstance(err, FileNotFoundError):
+        return DataError(f"{path}: file not found")
+    return DataError(f"{path}: not a readable image ({err.__class__.__name__}: {err})")
+
+
+def _is_16bit_colour(image: Image.Image) -> bool:
+    """A 16-bit-per-channel colour file (48-bit RGB, 64-bit RGBA), which PIL would reduce to 8 bits."""
+    args = image.tile[0].args if image.tile else None  # the raw mode of the file's data, e.g. "RGB;16B"
+    rawmode = args[0] if isinstance(args, tuple) else args
+    return not image.mode.startswith(("I", "F")) and ";16" in str(rawmode)
+
+
+def _read_16bit_colour(path: Path) -> np.ndarray:
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise DataError(f"{path}: not a readable image (OpenCV could not decode this 16-bit colour file)")
+    if array.ndim == 3:  # OpenCV's BGR(A) -> RGB(A)
+        array = array[..., [2, 1, 0, 3][: array.shape[2]]]
+    return array
+
+
+def decoded_size(path: str | Path) -> tuple[int, int]:
+    """Decode every byte of `path` with PIL and return its (width, height); a DataError naming the file when
+    it cannot be read. Truncated files are refused (PIL's LOAD_TRUNCATED_IMAGES stays False)."""
     try:
-        image = Image.open(path)
-        image.load()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"{path}: not a readable image ({err.__class__.__name__}: {err})") from None
-    return image
+        with Image.open(path) as image:
+            image.load()
+            return image.size
+    except Exception as err:  # PIL raises many types for corrupt files
+        raise _unreadable(Path(path), err) from None
+
+
+def _peak(dtype: np.dtype) -> int:
+    """The value of full intensity, from the data type: 8-bit 255, 16-bit (and PIL's 32-bit "I") 65535."""
+    if dtype == np.bool_:
+        return 1
+    return 255 if dtype == np.uint8 else 65535
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
-    if array.dtype == bool:
-        return array.astype(np.uint8) * 255
-    if np.issubdtype(array.dtype, np.integer):  # 16-bit (and 32-bit) integer images
-        peak = 65535 if array.max(initial=0) > 255 else 255
-        return np.round(array.astype(np.float64) * (255.0 / peak)).astype(np.uint8)
-    return np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)  # float images in [0, 1]
+    if np.issubdtype(array.dtype, np.floating):  # float images in [0, 1]
+        return np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+    peak = _peak(array.dtype)
+    return np.round(np.clip(array.astype(np.float64), 0, peak) * (255.0 / peak)).astype(np.uint8)
+
+
+def _composite_on_black(array: np.ndarray) -> np.ndarray:
+    """(H, W, C + alpha) of any integer type -> (H, W, C) uint8, colour times alpha."""
+    unit = array.astype(np.float64) / _peak(array.dtype)
+    return np.round(unit[..., :-1] * unit[..., -1:] * 255.0).astype(np.uint8)
+
+
+def _read_array(path: Path) -> np.ndarray:
+    """The file's pixels as PIL or OpenCV give them: (H, W) or (H, W, C), C = 3 or 4 (RGB[A]) or 2 (LA)."""
+    try:
+        with Image.open(path) as image:
+            deep = _is_16bit_colour(image)
+            if not deep:
+                image.load()
+    except Exception as err:  # PIL raises many types for corrupt files
+        raise _unreadable(path, err) from None
+    if deep:
+        return _read_16bit_colour(path)
+    if image.mode in ("RGB", "RGBA", "L", "LA", "1") or image.mode.startswith(("I", "F")):
+        return np.asarray(image)
+    return np.asarray(image.convert("RGBA" if image.mode in ("P", "PA") else "RGB"))  # CMYK, YCbCr ...
 
 
 def read_rgb_uint8(path: str | Path) -> np.ndarray:
     """Read any common image file as an (H, W, 3) uint8 RGB array."""
-    path = Path(path)
-    image = _open(path)
-    if image.mode in ("RGB", "L"):
-        array = np.asarray(image)
-    elif image.mode in ("RGBA", "LA", "P", "PA"):
-        rgba = np.asarray(image.convert("RGBA")).astype(np.float32)
-        array = np.round(rgba[..., :3] * (rgba[..., 3:] / 255.0)).astype(np.uint8)
-    else:  # I;16, I, F, CMYK, YCbCr, 1 ...
-        array = np.asarray(image) if image.mode.startswith(("I", "F")) else np.asarray(image.convert("RGB"))
+    array = _read_array(Path(path))
+    if array.ndim == 3 and array.shape[2] in (2, 4):
+        array = _composite_on_black(array)
     array = _to_uint8(array)
     if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=2)
-    return np.ascontiguousarray(array[..., :3])
+        array = array[..., None]
+    return np.ascontiguousarray(np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -79,10 +127,13 @@ def to_uint8(image: torch.Tensor) -> torch.Tensor:
     return image.detach().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 
 
-def write_image(path: str | Path, image: torch.Tensor | np.ndarray) -> None:
-    """Write a (3, H, W) float [-1, 1] tensor, a (1|H, W) float [0, 1] mask tensor, or a uint8 array."""
+def write_image(path: str | Path, image: torch.Tensor | np.ndarray, durable: bool = True) -> None:
+    """Write a (3, H, W) float [-1, 1] tensor, a (1|H, W) float [0, 1] mask tensor, or a uint8 array
+    (atomically, see `atomic_file` for `durable`; the format from the suffix)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise DataError(f"{path}: not an image file name (expected a suffix: {', '.join(IMAGE_EXTENSIONS)})")
     if isinstance(image, torch.Tensor):
         if image.dtype == torch.uint8:
             array = image.cpu().numpy()
@@ -94,7 +145,8 @@ def write_image(path: str | Path, image: torch.Tensor | np.ndarray) -> None:
             array = array.transpose(1, 2, 0).squeeze(2) if array.shape[0] == 1 else array.transpose(1, 2, 0)
     else:
         array = _to_uint8(np.asarray(image))
-    Image.fromarray(np.ascontiguousarray(array)).save(path)
+    with atomic_file(path, durable=durable) as f:
+        Image.fromarray(np.ascontiguousarray(array)).save(f, format=image_format)
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+from facezoo.utils.atomic import write_text
+
 
 def test_metrics(results: list[dict]) -> dict[str, float]:
     """The metrics of `trainer.test(...)` (one dataloader) as plain floats."""
@@ -11,14 +13,12 @@ def test_metrics(results: list[dict]) -> dict[str, float]:
 
 def write_metrics(folder: str | Path, metrics: dict[str, float], title: str = "metrics") -> Path:
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "metrics.json"
-    path.write_text(json.dumps(dict(sorted(metrics.items())), indent=1))
+    path = write_text(folder / "metrics.json", json.dumps(dict(sorted(metrics.items())), indent=1))
     rows = [f"# {title}", "", "| metric | value |", "|---|---|"]
     rows += [f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items())]
     if "test/lpips" not in metrics and "val/lpips" not in metrics:
         rows += ["", "LPIPS: unavailable (backbone weights not found; see `facezoo-weights`)."]
-    (folder / "metrics.md").write_text("\n".join(rows) + "\n")
+    write_text(folder / "metrics.md", "\n".join(rows) + "\n")
     return path
 
 

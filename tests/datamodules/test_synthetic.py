@@ -1,6 +1,7 @@
 """Procedural faces, blemishes and the synthetic folder writers (src/datamodules/synthetic/)."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from facezoo.datamodules.batch import COMPONENTS
 from facezoo.datamodules.synthetic.blemishes import add_blemishes
 from facezoo.datamodules.synthetic.renderer import PARSING_LABELS, render_faces
 from facezoo.datamodules.synthetic.writers import main, write_faces, write_ffhqr
+from facezoo.utils import console
 from facezoo.utils.image_io import read_mask, read_rgb_uint8, to_uint8
 
 S = 64
@@ -226,3 +228,16 @@ def test_cli(tmp_path, capsys):
     main([str(tmp_path / "f"), "--faces-only", "2", "--size", "32"])
     assert _names(tmp_path / "f") == ["00000", "00001"]
     assert str(tmp_path / "f") in capsys.readouterr().out
+
+
+def test_rendering_shows_its_progress_and_writes_the_same_files_with_a_bar(tmp_path, monkeypatch, caplog):
+    args = dict(sizes={"train": 3, "val": 1, "test": 1}, size=32, seed=0, batch_size=2)
+    with caplog.at_level(logging.INFO, logger="facezoo"):
+        plain = write_ffhqr(tmp_path / "plain", **args)
+    assert f"rendering the synthetic retouching set into {plain} (once" in caplog.text
+    assert "rendering train: 3 faces\n" in caplog.text and "rendering train: 3 faces in " in caplog.text
+    monkeypatch.setattr(console, "on_terminal", lambda: True)  # the Rich bar
+    bar = write_ffhqr(tmp_path / "bar", **args)
+    files = sorted(p.relative_to(plain) for p in plain.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(bar) for p in bar.rglob("*") if p.is_file()) and len(files) > 10
+    assert all((plain / f).read_bytes() == (bar / f).read_bytes() for f in files)

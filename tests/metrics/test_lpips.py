@@ -39,7 +39,10 @@ def test_lpips_without_backbone_is_none_and_warns(tmp_path, monkeypatch, caplog)
     with caplog.at_level(logging.WARNING, logger="facezoo"):
         assert build_lpips() is None
     assert "LPIPS unavailable" in caplog.text and ALEX_FILE in caplog.text
-    with pytest.raises(WeightsNotFoundError, match=ALEX_FILE):
+    # what to set: the folder (and its variable), the config key of the file, the key that turns LPIPS off
+    assert f"Put it in {tmp_path}/ (the folder $FACEZOO_PRETRAINED names" in caplog.text
+    assert "model.lpips_weights=<file>" in caplog.text and "model.lpips_net=null" in caplog.text
+    with pytest.raises(WeightsNotFoundError, match=f"{ALEX_FILE}.*model.lpips_weights=<file>"):
         LPIPS()  # the class itself never builds with a random backbone
 
 

@@ -9,6 +9,7 @@ CLI (`facezoo-synth`): `python -m facezoo.datamodules.synthetic.writers OUT [--s
 
 import argparse
 import json
+import logging
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -19,10 +20,15 @@ from torch import Tensor
 
 from facezoo.datamodules.synthetic.blemishes import add_blemishes
 from facezoo.datamodules.synthetic.renderer import render_faces
+from facezoo.utils.atomic import write_text
+from facezoo.utils.console import progress
 from facezoo.utils.image_io import write_image
 
 _FORMAT_VERSION = 2  # bump when renderer.py or blemishes.py change their pixels, so old folders are rewritten
 _DEFAULT_SPLITS = MappingProxyType({"train": 200, "val": 20, "test": 20})
+_ONCE = "once: later runs with the same options reuse it"
+
+log = logging.getLogger("facezoo")
 
 
 def _args_record(**kwargs) -> dict:
@@ -37,16 +43,19 @@ def _is_done(root: Path, record: dict) -> bool:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    """One entry per line, written to a temporary name first and then renamed into place."""
+    """One entry per line, written atomically."""
     lines = ",\n".join(f" {json.dumps(key)}: {json.dumps(value)}" for key, value in data.items())
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("{\n" + lines + "\n}\n" if data else "{}\n")
-    tmp.replace(path)
+    write_text(path, "{\n" + lines + "\n}\n" if data else "{}\n")
 
 
-def _batches(start: int, stop: int, batch_size: int):
-    for lo in range(start, stop, max(1, int(batch_size))):
-        yield list(range(lo, min(lo + max(1, int(batch_size)), stop)))
+def _batches(start: int, stop: int, batch_size: int, what: str):
+    """Index batches of [start, stop); the progress of `what` is shown as each batch is done."""
+    step = max(1, int(batch_size))
+    with progress(stop - start, what, "faces") as advance:
+        for lo in range(start, stop, step):
+            batch = list(range(lo, min(lo + step, stop)))
+            yield batch
+            advance(len(batch))
 
 
 def _box_list(boxes: Tensor) -> list[list[float]]:
@@ -65,18 +74,19 @@ def write_ffhqr(root, sizes: Mapping[str, int] = _DEFAULT_SPLITS, size: int = 25
         return root
     (root / "DONE.json").unlink(missing_ok=True)
     width, start = max(5, len(str(max(sum(sizes.values()) - 1, 0)))), 0
+    log.info("rendering the synthetic retouching set into %s (%s)", root, _ONCE)
     for split, n in sizes.items():
         folder = root / split
         shutil.rmtree(folder, ignore_errors=True)
         boxes = {}
-        for batch in _batches(start, start + n, batch_size):
+        for batch in _batches(start, start + n, batch_size, f"rendering {split}"):
             faces = render_faces(batch, size, seed)
             raw, mask = add_blemishes(faces["image"], faces["parsing"], batch, seed)
             for j, index in enumerate(batch):
                 name = f"{index:0{width}d}"
-                write_image(folder / "source" / f"{name}.png", raw[j])
-                write_image(folder / "target" / f"{name}.png", faces["image"][j])
-                write_image(folder / "mask" / f"{name}.png", mask[j])
+                write_image(folder / "source" / f"{name}.png", raw[j], durable=False)
+                write_image(folder / "target" / f"{name}.png", faces["image"][j], durable=False)
+                write_image(folder / "mask" / f"{name}.png", mask[j], durable=False)
                 boxes[name] = _box_list(faces["boxes"][j])
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(folder / "boxes.json", boxes)
@@ -99,11 +109,12 @@ def write_faces(root, n: int, size: int = 256, seed: int = 0, batch_size: int = 
                 old.unlink()
     root.mkdir(parents=True, exist_ok=True)
     width, boxes = max(5, len(str(max(int(n) - 1, 0)))), {}
-    for batch in _batches(0, int(n), batch_size):
+    log.info("rendering synthetic faces into %s (%s)", root, _ONCE)
+    for batch in _batches(0, int(n), batch_size, f"rendering {root.name}"):
         faces = render_faces(batch, size, seed)
         for j, index in enumerate(batch):
             name = f"{index:0{width}d}"
-            write_image(root / f"{name}.png", faces["image"][j])
+            write_image(root / f"{name}.png", faces["image"][j], durable=False)
             boxes[name] = _box_list(faces["boxes"][j])
     _write_json(root / "boxes.json", boxes)
     _write_json(root / "DONE.json", record)
@@ -120,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--faces-only", type=int, metavar="N", help="write N clean faces only (restoration)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the rendering's progress lines
     if args.faces_only is not None:
         out = write_faces(args.out, args.faces_only, args.size, args.seed, args.batch_size)
     else:

@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from torch.utils.data import Dataset
 
 from facezoo.datamodules.batch import HQ, LQ, MASK, RAW, RETOUCHED
 from facezoo.utils.atomic import write_text
+from facezoo.utils.console import progress
 from facezoo.utils.errors import DataError, FacezooError
 from facezoo.utils.image_io import decoded_size, list_images, read_mask, read_rgb_uint8, uint8_to_tensor
 
@@ -55,6 +57,7 @@ class FolderReport:
 
 
 Size = tuple[int, int]  # (width, height), as PIL gives it
+SHOW_PROGRESS_FROM = 2000  # files: a check this long shows its progress (a bar, or a line every 30 s)
 
 
 def checked_list(root: Path) -> Path:
@@ -95,15 +98,17 @@ def check_images(root: Path, paths: Sequence[Path], report: FolderReport, skip_b
     known = _read_checked(root)
     checked = dict(known)  # files of earlier checks stay listed: a changed file never matches its old entry
     pool = ThreadPoolExecutor(thread_name_prefix="facezoo-check")
+    shown = progress(len(paths), f"checking {root}", "images") if len(paths) >= SHOW_PROGRESS_FROM else None
     try:
-        for path, name, found in zip(
-            paths, names, pool.map(_inspect, paths, map(known.get, names)), strict=True
-        ):
-            if isinstance(found, DataError):
-                report.add(str(found), skip_bad)
-            else:
-                checked[name], sizes[path] = found, (found[2], found[3])
-                unchanged += found is known.get(name)
+        with shown or nullcontext(lambda n: None) as advance:
+            results = zip(paths, names, pool.map(_inspect, paths, map(known.get, names)), strict=True)
+            for path, name, found in results:
+                advance(1)
+                if isinstance(found, DataError):
+                    report.add(str(found), skip_bad)
+                else:
+                    checked[name], sizes[path] = found, (found[2], found[3])
+                    unchanged += found is known.get(name)
     finally:
         pool.shutdown(cancel_futures=True)
         if checked != known:  # also after a bad file stopped the check: what was decoded is kept

@@ -233,3 +233,11 @@ def test_unchanged_files_are_not_decoded_again(tmp_path, monkeypatch, caplog):
     decoded.clear()
     assert RetouchFolder(root, skip_bad=True).names == ["a", "b"]  # a cache it cannot write to: checked
     assert len(decoded) == 6 and not folders.checked_list(root).exists()
+
+
+def test_a_long_check_shows_its_progress(tmp_path, monkeypatch, caplog):
+    root = make_ffhqr(tmp_path / "train", names=("a", "b", "c"), with_mask=False)
+    monkeypatch.setattr(folders, "SHOW_PROGRESS_FROM", 6)
+    with caplog.at_level(logging.INFO, logger="facezoo"):
+        assert RetouchFolder(root).names == ["a", "b", "c"]
+    assert f"checking {root}: 6 images" in caplog.text and f"checking {root}: 6 images in" in caplog.text

@@ -123,10 +123,25 @@ def _compose(overrides: list[str]) -> DictConfig:
     return compose_config(overrides=overrides)
 
 
-def open_model_file(path: str | os.PathLike, option: str | None = None) -> ModelFile:
-    """Map a facezoo checkpoint or an official release file (weights only; unknown files: one FacezooError
-    listing what is supported). `option` names the config option that gave the path, for messages."""
+def run_checkpoint(path: str | os.PathLike, option: str | None = None) -> Path:
+    """`path` itself, or for a run folder its `checkpoints/best.ckpt` (else `last.ckpt`)."""
     path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in ("best.ckpt", "last.ckpt"):
+        if (path / "checkpoints" / name).is_file():
+            return path / "checkpoints" / name
+    raise FacezooError(
+        f"{option + '=' if option else ''}{path}: no checkpoints/best.ckpt or last.ckpt in this folder "
+        "(expected a run folder or a checkpoint file)"
+    )
+
+
+def open_model_file(path: str | os.PathLike, option: str | None = None) -> ModelFile:
+    """Map a facezoo checkpoint (a file, or a run folder: `run_checkpoint`) or an official release file
+    (weights only; unknown files: one FacezooError listing what is supported). `option` names the config
+    option that gave the path, for messages."""
+    path = run_checkpoint(path, option)
     name = f"{option}={path}" if option else str(path)
     if not path.is_file():
         raise FacezooError(f"{name}: file not found")

@@ -27,22 +27,6 @@ from facezoo.utils.instantiate import instantiate
 from facezoo.utils.results import test_metrics, write_metrics
 
 
-def model_path(cfg: DictConfig) -> Path:
-    """`ckpt_path`: a file, or a run folder → its best checkpoint (else its last)."""
-    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
-        raise ConfigError("ckpt_path is missing: give the run folder or the checkpoint file to evaluate")
-    path = Path(cfg.ckpt_path)
-    if not path.is_dir():
-        return path
-    for name in ("best.ckpt", "last.ckpt"):
-        if (path / "checkpoints" / name).is_file():
-            return path / "checkpoints" / name
-    raise ConfigError(
-        f"ckpt_path={path}: no checkpoints/best.ckpt or last.ckpt in this folder (expected a run folder or a "
-        "checkpoint file)"
-    )
-
-
 def _user_set(key: str) -> bool:
     """Whether `key=` was given on the command line."""
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
@@ -64,7 +48,9 @@ def sized_data_config(datamodule: DictConfig, file, model) -> DictConfig:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(check_seed(cfg.seed), workers=True, verbose=False)
-    file = open_model_file(model_path(cfg), option="ckpt_path")
+    if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
+        raise ConfigError("ckpt_path is missing: give the run folder or the checkpoint file to evaluate")
+    file = open_model_file(cfg.ckpt_path, option="ckpt_path")
     stored = None if cfg.get("datamodule") else file.datamodule_config()  # checked before anything is built
     model = load_model(file)
     data_cfg = stored or sized_data_config(cfg.datamodule, file, model)

@@ -47,6 +47,8 @@ from facezoo.utils.instantiate import plain
 
 log = logging.getLogger("facezoo")
 
+ALIGNMENTS = ("template", "ffhq", None)  # see FaceZooModule.__init__ (`alignment`)
+
 # EMA copies and mean teachers stay in eval mode on purpose; Lightning warns about any eval-mode module.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
@@ -110,11 +112,15 @@ class FaceZooModule(pl.LightningModule):
         lpips_weights: str | None = None,
         monitor: str = "val/psnr",
         monitor_mode: str = "max",
+        alignment: str | None = None,
     ) -> None:
         """`optimizers` / `schedulers`: network group → `_partial_` optimizer / scheduler (a group without a
         scheduler keeps its learning rate). `iterations`: the run's length in batches (None: by epochs).
         `monitor`/`monitor_mode`: the metric that selects best.ckpt and that sweeps optimise; the configs'
-        callbacks read them from the model node (`model.monitor`): a method without PSNR names its own."""
+        callbacks read them from the model node (`model.monitor`): a method without PSNR names its own.
+        `alignment`: how the faces the model was trained on were cropped, which `facezoo-restore` repeats on
+        whole photos: "template" (the 5-point similarity template of GFP-GAN/GPEN inference), "ffhq" (the FFHQ
+        quad from 68 landmarks), or None (not a face restorer: the restore command refuses it)."""
         super().__init__()
         self._save_init_arguments(inspect.currentframe())
         self.automatic_optimization = False
@@ -129,6 +135,9 @@ class FaceZooModule(pl.LightningModule):
         if iterations is not None and iterations < 1:
             raise ConfigError(f"iterations={iterations}: expected a number of batches >= 1, or null")
         self.iterations = iterations
+        if alignment not in ALIGNMENTS:
+            raise ConfigError(f"model.alignment={alignment}: expected template, ffhq or null")
+        self.alignment = alignment
         self.register_buffer("batch_counter", torch.zeros((), dtype=torch.long))
         self.val_quality = psnr_ssim_metrics()
         self.test_quality = psnr_ssim_metrics()

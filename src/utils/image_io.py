@@ -13,12 +13,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from facezoo.utils.atomic import atomic_file
 from facezoo.utils.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+_ORIENTATION = 0x0112  # the EXIF tag of the camera's orientation
 
 
 def _unreadable(path: Path, err: Exception) -> DataError:
@@ -49,7 +50,9 @@ def decoded_size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             image.load()
-            return image.size
+            width, height = image.size
+            turned = image.getexif().get(_ORIENTATION) in (5, 6, 7, 8)  # EXIF: a quarter turn on reading
+            return (height, width) if turned else (width, height)
     except Exception as err:  # PIL raises many types for corrupt files
         raise _unreadable(Path(path), err) from None
 
@@ -83,6 +86,7 @@ def _read_array(path: Path) -> np.ndarray:
             deep = _is_16bit_colour(image)
             if not deep:
                 image.load()
+                image = ImageOps.exif_transpose(image)  # camera photos: upright as a viewer shows them
     except Exception as err:  # PIL raises many types for corrupt files
         raise _unreadable(path, err) from None
     if deep:

@@ -1,8 +1,9 @@
 """Find and load pretrained network weights, offline, under the file names users already have.
 
 One resolver for every pretrained network in the zoo (VGG for perceptual losses and LPIPS, ArcFace / IR-SE50
-for identity, StyleGAN2 priors, DFDNet dictionaries, face parsing). Nothing is ever downloaded: the
-``url_hint`` of a ``WeightSpec`` is documentation only.
+for identity, StyleGAN2 priors, DFDNet dictionaries, face parsing). Nothing is downloaded implicitly: the
+``url`` and ``sha256`` of a ``WeightSpec`` are used only by ``facezoo-weights download`` / ``verify``
+(`facezoo.weights.download`, the only module that opens a URL).
 
 Search order of ``resolve``:
 
@@ -13,7 +14,9 @@ Search order of ``resolve``:
 
 A network that should be pretrained but is built without weights must call ``warn_random_init``.
 
-``facezoo-weights`` (``python -m facezoo.weights.resolver``) lists every known file and where it was found.
+``facezoo-weights`` (``python -m facezoo.weights.resolver``) lists every known file and where it was found;
+``facezoo-weights download NAME...`` fetches files into the pretrained folder, ``facezoo-weights verify``
+checks the ones present.
 Reading the files is `facezoo.weights.state_dict.load_state_dict`.
 """
 
@@ -44,10 +47,21 @@ class WeightSpec:
     filename: str
     needed_by: str
     description: str
-    url_hint: str | None = None  # for the README only; never fetched
+    url: str | None = None  # the official download; fetched only by `facezoo-weights download`
+    sha256: str | None = None  # the full sha256 where published (torch hub names carry a prefix of it)
 
 
+# Sources (each URL as the official project links it):
+# - torchvision VGG / AlexNet: torchvision/models/vgg.py and alexnet.py (`model_urls`); full sha256s as
+#   recorded by several independent projects, each starting with the prefix of the torch hub name.
+# - GFP-GAN: TencentARC/GFPGAN experiments/pretrained_models/README.md (release v0.1.0); no published hashes.
+# - IR-SE50: yangxy/GPEN README.md (the files it lists for weights/); no published hash.
+# - StyleGAN2 FFHQ config-f (rosinality conversion) and faceparsing.pth (zllrunning's BiSeNet, renamed):
+#   williamyang1991/StyleGANEX README.md ("original_stylegan", "faceparsing.pth"), Google Drive; no hashes.
+# - DFDNet dictionaries: XPixelGroup/BasicSR scripts/download_pretrained_models.py (Google Drive id of
+#   DFDNet_dict_512-f79685f0.pth); no verified hash (see facezoo.weights.download for what is checked then).
 _GFPGAN_RELEASE = "https://github.com/TencentARC/GFPGAN/releases/download/v0.1.0/"
+_TORCHVISION = "https://download.pytorch.org/models/"
 
 KNOWN_WEIGHTS: dict[str, WeightSpec] = {
     spec.key: spec
@@ -57,21 +71,24 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
             "vgg19-dcbb9e9d.pth",
             "perceptual losses (RetouchFormer, GFP-GAN, DFDNet)",
             "torchvision VGG19, ImageNet",
-            "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+            _TORCHVISION + "vgg19-dcbb9e9d.pth",
+            "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44",
         ),
         WeightSpec(
             "vgg16",
             "vgg16-397923af.pth",
             "LPIPS metric, net='vgg' (backbone)",
             "torchvision VGG16, ImageNet",
-            "https://download.pytorch.org/models/vgg16-397923af.pth",
+            _TORCHVISION + "vgg16-397923af.pth",
+            "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
         ),
         WeightSpec(
             "alexnet",
             "alexnet-owt-7be5be79.pth",
             "LPIPS metric, net='alex' (backbone, the default)",
             "torchvision AlexNet, ImageNet",
-            "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+            _TORCHVISION + "alexnet-owt-7be5be79.pth",
+            "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02",
         ),
         WeightSpec(
             "arcface_resnet18",
@@ -85,6 +102,7 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
             "model_ir_se50.pth",
             "GPEN / StyleGANEX identity loss",
             "InsightFace IR-SE50 (TreB1eN/InsightFace_Pytorch), as used by pSp / StyleGANEX",
+            "https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models/model_ir_se50.pth",
         ),
         WeightSpec(
             "stylegan2_512_gfpgan",
@@ -98,6 +116,7 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
             "stylegan2-ffhq-config-f.pt",
             "GPEN / StyleGANEX StyleGAN2 prior",
             "StyleGAN2 FFHQ config-f 1024px, rosinality/stylegan2-pytorch conversion",
+            "https://drive.google.com/file/d/1EM87UquaoQmk17Q8d5kYIAHqu0dkYqdT/view",
         ),
         WeightSpec(
             "gfpgan_component_boxes",
@@ -111,12 +130,14 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
             "DFDNet_dict_512.pth",
             "DFDNet component dictionaries",
             "DFDNet eye/nose/mouth feature dictionaries (csxmli2016/DFDNet)",
+            "https://drive.google.com/file/d/1iH00oMsoN_1OJaEQw3zP7_wqiAYMnY79/view",
         ),
         WeightSpec(
             "faceparsing_bisenet",
             "faceparsing.pth",
             "face parsing masks (BiSeNet)",
             "BiSeNet face parser trained on CelebAMask-HQ (zllrunning/face-parsing.PyTorch)",
+            "https://drive.google.com/file/d/1jY0mTjVB8njDh6e0LP_2UxuRK3MnjoIR/view",
         ),
     )
 }
@@ -183,10 +204,11 @@ def resolve(
             return candidate
     if not required:
         return None
+    fetch = f": `facezoo-weights download {spec.key}` fetches it" if spec.key in KNOWN_WEIGHTS else ""
     raise WeightsNotFoundError(
         f"Pretrained weights {spec.filename} (needed by {spec.needed_by}) not found; searched "
         f"{', '.join(str(f) for f in folders)}. Put the file in {pretrained_dir()}/ or {how} "
-        f"(nothing is downloaded)."
+        f"(nothing is downloaded implicitly{fetch})."
     )
 
 
@@ -212,10 +234,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="facezoo-weights",
         description="List the pretrained weight files facezoo knows and where they were found. "
-        "Nothing is downloaded.",
+        "Nothing is downloaded unless you run the download command.",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    commands = parser.add_subparsers(dest="command", title="commands")
+    fetch = commands.add_parser("download", help="fetch known files from their official URLs (or "
+                                "$FACEZOO_WEIGHTS_MIRROR) into the pretrained folder, resumable, verified")
+    fetch.add_argument("names", nargs="+", metavar="NAME", help="keys or file names of the listing, or all")
+    commands.add_parser("verify", help="check the sha256 (or, without one, that it loads) of every known "
+                        "file present; exit 2 if any fails")
     args = parser.parse_args(argv)
+    if args.command:
+        from facezoo.weights.download import command  # the only module that opens a URL
+
+        return command(args)
     rows = _table()
     if args.json:
         print(json.dumps({"search_dirs": [str(d) for d in search_dirs()], "weights": rows}, indent=2))

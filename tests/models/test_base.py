@@ -49,3 +49,6 @@ def test_the_config_shape_is_checked_in_one_line(tmp_path, data_dir):
     hparams = model().hparams  # plain values only: no networks, no optimizer factories
     assert "generator" not in hparams and "optimizers" not in hparams
     assert hparams.loss_weights == {"l1": 100.0} and hparams.lpips_net == "alex"
+    assert hparams.alignment == "ffhq" == model().alignment  # the face crop facezoo-restore repeats
+    with pytest.raises(ConfigError, match=r"^model.alignment=square: expected template, ffhq or null$"):
+        model("model.alignment=square")

@@ -79,3 +79,15 @@ def test_truncated_jpeg_is_refused_by_a_real_decode(tmp_path):
         decoded_size(path)
     with pytest.raises(DataError, match=r"cut\.jpg: not a readable image"):
         read_rgb_uint8(path)
+
+
+def test_exif_rotated_photos_are_read_upright(tmp_path):
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :20] = 255  # left half white, as stored
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view"
+    image.save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    upright = read_rgb_uint8(tmp_path / "turned.jpg")
+    assert upright.shape == (40, 20, 3) and decoded_size(tmp_path / "turned.jpg") == (20, 40)
+    assert upright[:20].mean() > 200 and upright[20:].mean() < 50  # the stored left half is now on top

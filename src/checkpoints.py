@@ -105,6 +105,11 @@ class ModelFile:
         check_targets(node, f"{self.path}: model")
         return OmegaConf.create(node)
 
+    def trained_size(self) -> int | None:
+        """The image size the checkpoint's run trained at (None: a release, or a run at the files' sizes)."""
+        size = ((self.config or {}).get("datamodule") or {}).get("image_size")
+        return size if isinstance(size, int) else None
+
     def datamodule_config(self) -> DictConfig:
         """The data the checkpoint's run used (checked), for eval without `datamodule=`."""
         node = (self.config or {}).get("datamodule")

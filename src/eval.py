@@ -36,7 +36,7 @@ def _user_set(key: str) -> bool:
 def sized_data_config(datamodule: DictConfig, file, model) -> DictConfig:
     """`datamodule=` at the size the model was trained at (unless the command line sets it)."""
     data_cfg = datamodule.copy()
-    trained = ((file.config or {}).get("datamodule") or {}).get("image_size") or model.native_size
+    trained = file.trained_size() or model.native_size
     if trained and data_cfg.get("image_size") != trained and not _user_set("datamodule.image_size"):
         print(f"eval at {trained} px, the size {file.path.name} was trained at (set datamodule.image_size "
               "to change it)")

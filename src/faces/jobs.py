@@ -1,5 +1,5 @@
 """What `facezoo-restore` reads and writes: the (input, output) pairs of a run, with the rules that keep a
-user's files safe. An input is never overwritten and nothing is written into the input folder unless
+user's files safe. An input is never overwritten and nothing is written into an input folder unless
 `overwrite=true`; with `resume=true` inputs whose output exists are skipped (outputs are written atomically,
 so an existing output is a complete one)."""
 
@@ -63,12 +63,14 @@ def plan_jobs(source: str, target: str, frames: bool = False, ext: str | None = 
 
 
 def _check_safe(source: Path, jobs: list[Job], overwrite: bool) -> None:
-    folder = (source if source.is_dir() else source.parent).resolve()
+    """Never over an input; for a folder of inputs, never into it unless `overwrite` (one file may be
+    restored beside itself: `input=clip.mp4 output=clip_restored.mp4`)."""
+    folder = source.resolve()
     for job in jobs:
         target = job.target.resolve()
         if target == job.source.resolve():
             raise ConfigError(f"output={job.target}: it would overwrite the input {job.source}")
-        if not overwrite and (target.parent == folder or folder in target.parents):
+        if source.is_dir() and not overwrite and folder in target.parents:
             raise ConfigError(
                 f"output={job.target}: inside the input folder {folder}; give another output folder, or "
                 "overwrite=true to write there (inputs themselves are never overwritten)"

@@ -10,7 +10,9 @@ Search order of ``resolve``:
 1. the explicit path from the config (if given it must exist: a wrong path is an error, never skipped);
 2. the project's pretrained folder: ``$FACEZOO_PRETRAINED``, default ``./pretrained/`` (working directory);
 3. torch hub's cache: ``torch.hub.get_dir()/checkpoints/`` (follows ``$TORCH_HOME``, i.e.
-   ``$TORCH_HOME/hub/checkpoints/``) and also ``$TORCH_HOME/checkpoints/``.
+   ``$TORCH_HOME/hub/checkpoints/``) and also ``$TORCH_HOME/checkpoints/``;
+4. for a file an installed package ships (``WeightSpec.installed_in``: dlib's models in
+   ``face_recognition_models``), that package's folder, found without importing it.
 
 A network that should be pretrained but is built without weights must call ``warn_random_init``.
 
@@ -23,6 +25,7 @@ Reading the files is `facezoo.weights.state_dict.load_state_dict`.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -49,6 +52,7 @@ class WeightSpec:
     description: str
     url: str | None = None  # the official download; fetched only by `facezoo-weights download`
     sha256: str | None = None  # the full sha256 where published (torch hub names carry a prefix of it)
+    installed_in: str | None = None  # "package/folder": an installed package shipping the file, searched last
 
 
 # Sources (each URL as the official project links it):
@@ -60,7 +64,13 @@ class WeightSpec:
 #   williamyang1991/StyleGANEX README.md ("original_stylegan", "faceparsing.pth"), Google Drive; no hashes.
 # - DFDNet dictionaries: XPixelGroup/BasicSR scripts/download_pretrained_models.py (Google Drive id of
 #   DFDNet_dict_512-f79685f0.pth); no verified hash (see facezoo.weights.download for what is checked then).
+# - dlib's 68-point predictor and MMOD detector: dlib.net/files publishes them bz2-compressed only; the
+#   uncompressed files are in ageitgey/face_recognition_models (the face-recognition-models package); the
+#   sha256s are those of the files that package ships, as many projects record them.
 _GFPGAN_RELEASE = "https://github.com/TencentARC/GFPGAN/releases/download/v0.1.0/"
+_FACE_RECOGNITION_MODELS = (
+    "https://github.com/ageitgey/face_recognition_models/raw/master/face_recognition_models/models/"
+)
 _TORCHVISION = "https://download.pytorch.org/models/"
 
 KNOWN_WEIGHTS: dict[str, WeightSpec] = {
@@ -139,6 +149,24 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
             "BiSeNet face parser trained on CelebAMask-HQ (zllrunning/face-parsing.PyTorch)",
             "https://drive.google.com/file/d/1jY0mTjVB8njDh6e0LP_2UxuRK3MnjoIR/view",
         ),
+        WeightSpec(
+            "dlib_landmarks68",
+            "shape_predictor_68_face_landmarks.dat",
+            "face landmarks of facezoo-restore (facezoo.faces.detector)",
+            "dlib's 68-point shape predictor (iBUG 300-W), as face-recognition-models 0.3.0 ships it",
+            _FACE_RECOGNITION_MODELS + "shape_predictor_68_face_landmarks.dat",
+            "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f",
+            "face_recognition_models/models",
+        ),
+        WeightSpec(
+            "dlib_mmod_detector",
+            "mmod_human_face_detector.dat",
+            "face detection of facezoo-restore (detector.model=cnn, recall retries)",
+            "dlib's MMOD CNN face detector, as face-recognition-models 0.3.0 ships it",
+            _FACE_RECOGNITION_MODELS + "mmod_human_face_detector.dat",
+            "4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6",
+            "face_recognition_models/models",
+        ),
     )
 }
 
@@ -161,6 +189,17 @@ def search_dirs() -> list[Path]:
         if folder not in unique:
             unique.append(folder)
     return unique
+
+
+def _package_dirs(spec: WeightSpec) -> list[Path]:
+    """[the folder of ``spec.installed_in``] when that package is installed (found, not imported), else []."""
+    if spec.installed_in is None:
+        return []
+    package, _, folder = spec.installed_in.partition("/")
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        return []
+    return [Path(next(iter(found.submodule_search_locations))) / folder]
 
 
 def _spec_for(key_or_filename: str) -> WeightSpec:
@@ -197,7 +236,7 @@ def resolve(
                 f"does not exist; fix the path or remove the option to search {pretrained_dir()}/"
             )
         return path
-    folders = search_dirs()
+    folders = search_dirs() + _package_dirs(spec)
     for folder in folders:
         candidate = folder / spec.filename
         if candidate.is_file():

@@ -67,3 +67,8 @@ def test_unsafe_or_unclear_requests_are_refused(
 def test_overwrite_allows_the_input_folder_but_never_an_input(photos):
     jobs = plan_jobs(str(photos), str(photos / "restored"), overwrite=True)
     assert [j.target.parent for j in jobs] == [photos / "restored"] * 3
+
+
+def test_one_file_may_be_restored_beside_itself(photos):
+    job = plan_jobs(str(photos / "a.png"), str(photos / "a_restored.png"))[0]
+    assert job.target == photos / "a_restored.png"

@@ -1,0 +1,101 @@
+"""facezoo-restore end to end (src/restore.py) on a real photo (skimage's astronaut, public domain) with a
+tiny random-weight model saved as a facezoo checkpoint: every face restored and pasted back (the rest of the
+photo untouched), photos without a face copied through, bad files reported and skipped (exit 1), finished
+outputs skipped on a re-run, videos keep their frames and fps (audio: tests/faces/test_video.py)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import open_dict
+from PIL import Image
+from skimage import data
+
+from facezoo.checkpoints import config_entries
+from facezoo.restore import restore
+from facezoo.utils.compose import compose_config
+from facezoo.utils.instantiate import instantiate
+from helpers import TINY, run_modules
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, data_dir):
+    """A tiny baseline (64 px, FFHQ alignment) with random weights, as a facezoo checkpoint."""
+    folder = tmp_path_factory.mktemp("weights")
+    cfg = compose_config(
+        overrides=[*TINY, "datamodule=synthetic_restore"], output_dir=folder, data_dir=data_dir
+    )
+    with open_dict(cfg):
+        del cfg["hydra"]
+    torch.manual_seed(0)
+    model = instantiate(cfg.model, "model")
+    torch.save({"state_dict": model.state_dict(), **config_entries(cfg)}, folder / "tiny.ckpt")
+    return folder / "tiny.ckpt"
+
+
+@pytest.fixture()
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(data.astronaut()).save(folder / "astronaut.png")
+    Image.fromarray(np.full((96, 128, 3), 90, np.uint8)).save(folder / "wall.png")  # no face
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return folder
+
+
+def _restore(tmp_path, *overrides):
+    return restore(compose_config("restore", list(overrides), output_dir=tmp_path / "run"))
+
+
+def test_a_folder_of_photos_is_restored_face_by_face(tmp_path, photos, weights):
+    out = tmp_path / "out"
+    report = _restore(tmp_path, f"input={photos}", f"output={out}", f"weights={weights}")
+    files = {Path(k).name: v for k, v in report["files"].items()}
+    assert files["astronaut.png"]["faces"] == 1 and files["wall.png"]["faces"] == 0
+    assert report["failed"] == 1 and "broken.jpg: not a readable image" in files["broken.jpg"]["error"]
+    before, after = data.astronaut(), np.asarray(Image.open(out / "astronaut.png"))
+    changed = np.abs(after.astype(int) - before).max(axis=2) > 0
+    ys, xs = np.nonzero(changed)
+    assert after.shape == before.shape and changed.any()
+    assert 120 < xs.mean() < 300 and 40 < ys.mean() < 220  # the face (box about (175, 76)-(265, 166)), only
+    assert not changed[300:].any() and not changed[:, 350:].any()  # the rest of the photo is as it was
+    assert (out / "wall.png").read_bytes() == (photos / "wall.png").read_bytes()  # no face: copied through
+    assert json.loads((out / "restore.json").read_text())["faces"] == 1
+    assert not list(photos.glob("*.json"))  # nothing written next to the inputs
+
+    again = _restore(tmp_path, f"input={photos}", f"output={out}", f"weights={weights}")
+    assert again["done_before"] == 2 and set(again["files"]) == {str(photos / "broken.jpg")}
+
+
+def test_the_command_line_exits_1_when_a_file_failed_and_2_on_bad_input(tmp_path, photos, weights):
+    args = [f"input={photos}", f"weights={weights}"]
+    results = run_modules({  # both commands in one Python process
+        "partly": ("facezoo.restore", [*args, f"output={tmp_path / 'out'}"], tmp_path),
+        "inside": ("facezoo.restore", [*args, f"output={photos / 'out'}"], tmp_path),
+    })
+    partly, inside = results["partly"], results["inside"]
+    assert partly.returncode == 1 and "Traceback" not in partly.stderr
+    assert partly.stderr.strip().splitlines()[-1].startswith("facezoo: error: 1 files could not be restored")
+    assert (tmp_path / "out" / "astronaut.png").is_file()
+    assert inside.returncode == 2 and "inside the input folder" in inside.stderr.strip().splitlines()[-1]
+
+
+def test_a_video_keeps_its_frames_and_fps(tmp_path, weights):
+    from facezoo.faces.video import VideoWriter, video_info
+
+    clip = tmp_path / "clip.mp4"
+    frame = np.ascontiguousarray(data.astronaut()[::2, ::2])  # 256 px: the face is about 45 px
+    with VideoWriter(clip, 10) as writer:
+        for shift in range(4):
+            writer.write(np.roll(frame, shift, axis=1))
+    out = tmp_path / "restored.mp4"
+    report = _restore(
+        tmp_path, f"input={clip}", f"output={out}", f"weights={weights}", "detector.min_face=20"
+    )
+    entry = report["files"][str(clip)]
+    assert entry["frames"] == 4 and entry["faces"] == 4
+    info = video_info(out)
+    assert info.fps == 10 and info.frame_count == 4 and info.size == (256, 256)
+    assert entry["jitter"]["smoothed"] <= entry["jitter"]["raw"] + 1e-9

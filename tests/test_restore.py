@@ -99,3 +99,14 @@ def test_a_video_keeps_its_frames_and_fps(tmp_path, weights):
     info = video_info(out)
     assert info.fps == 10 and info.frame_count == 4 and info.size == (256, 256)
     assert entry["jitter"]["smoothed"] <= entry["jitter"]["raw"] + 1e-9
+
+
+def test_one_photo_to_another_format_with_its_crops(tmp_path, photos, weights):
+    out = tmp_path / "astronaut.jpg"
+    report = _restore(tmp_path, f"input={photos / 'astronaut.png'}", f"output={out}", f"weights={weights}",
+                      "save_crops=true")
+    assert report["faces"] == 1 and Image.open(out).format == "JPEG" and Image.open(out).size == (512, 512)
+    crops = sorted(p.name for p in (tmp_path / "crops").iterdir())
+    assert crops == ["astronaut_00_compare.png", "astronaut_00_input.png", "astronaut_00_restored.png"]
+    assert Image.open(tmp_path / "crops" / "astronaut_00_input.png").size == (64, 64)  # the trained size
+    assert json.loads((tmp_path / "astronaut.json").read_text())["faces"] == 1

@@ -24,15 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-# the 68-point scheme (iBUG 300-W, dlib's shape predictor): the outline of each eye
-LEFT_EYE = slice(36, 42)  # the eye on the image's left
-RIGHT_EYE = slice(42, 48)
-
-
-def inter_ocular_distance(landmarks: np.ndarray) -> np.ndarray:
-    """(..., 68, 2) landmarks -> (...) distances between the eye centres (means of points 36-41, 42-47)."""
-    centres = landmarks[..., RIGHT_EYE, :].mean(-2), landmarks[..., LEFT_EYE, :].mean(-2)
-    return np.linalg.norm(centres[0] - centres[1], axis=-1)
+from facezoo.faces.landmarks import eye_distance
 
 
 def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
@@ -161,7 +153,7 @@ class LandmarkSmoother:
                 track.velocity = ((box[:2] + box[2:]) - (track.box[:2] + track.box[2:])) / 2
                 track.velocity /= frame_index - track.last_frame
                 track.box, track.last_frame = box, frame_index
-            scale = max(float(inter_ocular_distance(points)), 1e-6)
+            scale = max(float(eye_distance(points)), 1e-6)
             smoothed.append((track.id, track.filter(points, frame_index / self.fps, scale)))
         return smoothed
 
@@ -179,6 +171,6 @@ def jitter(tracks: Mapping[int, Sequence[tuple[int, np.ndarray]]]) -> float:
         for (frame_a, a), (frame_b, b) in zip(samples, samples[1:], strict=False):
             if frame_b == frame_a + 1:
                 a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-                iod = (inter_ocular_distance(a) + inter_ocular_distance(b)) / 2
+                iod = (eye_distance(a) + eye_distance(b)) / 2
                 values.append(np.linalg.norm(b - a, axis=-1).mean() / iod)
     return float(np.mean(values)) if values else float("nan")

@@ -4,7 +4,8 @@ rest is removed, a moving face is followed with the lag the 1€ filter predicts
 import numpy as np
 import pytest
 
-from facezoo.faces.smoothing import LandmarkSmoother, OneEuroFilter, inter_ocular_distance, jitter
+from facezoo.faces.landmarks import eye_distance
+from facezoo.faces.smoothing import LandmarkSmoother, OneEuroFilter, jitter
 
 FPS = 30
 IOD = 60.0  # pixels
@@ -32,7 +33,7 @@ def _run(face, centres, noise=0.0, seed=0, **smoother_args):
 
 
 def test_the_face_has_its_eyes_iod_apart(face68):
-    assert inter_ocular_distance(face68) == pytest.approx(IOD)
+    assert eye_distance(face68) == pytest.approx(IOD)
 
 
 def test_noise_at_rest_is_removed(face68):

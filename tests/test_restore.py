@@ -110,3 +110,29 @@ def test_one_photo_to_another_format_with_its_crops(tmp_path, photos, weights):
     assert crops == ["astronaut_00_compare.png", "astronaut_00_input.png", "astronaut_00_restored.png"]
     assert Image.open(tmp_path / "crops" / "astronaut_00_input.png").size == (64, 64)  # the trained size
     assert json.loads((tmp_path / "astronaut.json").read_text())["faces"] == 1
+
+
+def test_an_official_release_file_restores_with_its_own_alignment_and_size(tmp_path, photos):
+    """A tiny GPEN-BFR release (a bare generator state_dict, official names): recognised from its keys and
+    shapes, aligned with the 5-point template at the generator's own size."""
+    from facezoo.faces.align import face_template
+    from facezoo.faces.detector import DlibDetector
+    from facezoo.faces.landmarks import five_points
+    from facezoo.models.components.gpen import GPENGenerator
+
+    torch.manual_seed(0)
+    release = tmp_path / "GPEN-BFR-64.pth"
+    generator = GPENGenerator(size=64, style_dim=32, n_mlp=2, channel_multiplier=2, narrow=1 / 16)
+    torch.save(generator.state_dict(), release)
+    out = tmp_path / "out.png"
+    report = _restore(tmp_path, f"input={photos / 'astronaut.png'}", f"output={out}", f"weights={release}",
+                      "save_crops=true")
+    assert report["faces"] == 1 and Image.open(out).size == (512, 512)
+    crop = np.asarray(Image.open(tmp_path / "crops" / "out_00_input.png"))
+    assert crop.shape == (64, 64, 3)
+    # the face in the crop sits where facexlib's template puts it: its eyes found again at the template's eyes
+    big = np.asarray(Image.fromarray(crop).resize((512, 512), Image.BICUBIC))
+    faces = DlibDetector(recall=False).detect(big)
+    assert len(faces) == 1
+    eyes = five_points(faces[0].landmarks)[:2]
+    assert np.abs(eyes - face_template(512)[:2].numpy()).max() < 20  # px of 512

@@ -143,7 +143,8 @@ class Run:
 
     # -- the run -----------------------------------------------------------------------------------------
     def __call__(self) -> dict:
-        todo = [j for j in self.jobs if not (self.cfg.resume and j.target.exists())]
+        # a finished file is complete (atomic); a folder of frames is written frame by frame: never skipped
+        todo = [j for j in self.jobs if not (self.cfg.resume and j.target.is_file())]
         skipped = len(self.jobs) - len(todo)
         photos = [j for j in todo if j.kind == "image"]
         with progress(len(todo), "restoring", "files") as advance:

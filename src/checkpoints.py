@@ -128,16 +128,18 @@ def _compose(overrides: list[str]) -> DictConfig:
     return compose_config(overrides=overrides)
 
 
-def run_checkpoint(path: str | os.PathLike, option: str | None = None) -> Path:
-    """`path` itself, or for a run folder its `checkpoints/best.ckpt` (else `last.ckpt`)."""
+def run_checkpoint(path: str | os.PathLike, option: str | None = None,
+                   names: tuple[str, ...] = ("best.ckpt", "last.ckpt")) -> Path:
+    """`path` itself, or for a run folder the first of its `checkpoints/<names>` there (eval and restore:
+    best, else last; a resume: last only)."""
     path = Path(path)
     if not path.is_dir():
         return path
-    for name in ("best.ckpt", "last.ckpt"):
+    for name in names:
         if (path / "checkpoints" / name).is_file():
             return path / "checkpoints" / name
     raise FacezooError(
-        f"{option + '=' if option else ''}{path}: no checkpoints/best.ckpt or last.ckpt in this folder "
+        f"{option + '=' if option else ''}{path}: no checkpoints/{' or '.join(names)} in this folder "
         "(expected a run folder or a checkpoint file)"
     )
 

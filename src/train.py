@@ -19,7 +19,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from facezoo.callbacks.checkpointing import ConfigInCheckpoint
 from facezoo.callbacks.stopping import launched
-from facezoo.checkpoints import FacezooCheckpointIO, initialise_from
+from facezoo.checkpoints import FacezooCheckpointIO, initialise_from, run_checkpoint
 from facezoo.cli import CONF_DIR, check_seed, null_groups_as_deletions, run_cli
 from facezoo.utils.atomic import remove_stale_temporaries, write_text
 from facezoo.utils.errors import ConfigError
@@ -31,9 +31,7 @@ from facezoo.utils.run_folder import claim_run_folder, release_run_folder
 def _resume_path(cfg: DictConfig) -> str | None:
     if not cfg.get("ckpt_path"):
         return None
-    path = Path(cfg.ckpt_path)
-    if path.is_dir():  # a run folder: resume from its last checkpoint
-        path = path / "checkpoints" / "last.ckpt"
+    path = run_checkpoint(cfg.ckpt_path, "ckpt_path", names=("last.ckpt",))  # a run resumes its last state
     if not path.is_file():
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path}: no checkpoint there (expected a .ckpt file or a run folder)"

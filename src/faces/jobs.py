@@ -6,10 +6,9 @@ so an existing output is a complete one)."""
 from dataclasses import dataclass
 from pathlib import Path
 
+from facezoo.faces.video import VIDEO_EXTENSIONS
 from facezoo.utils.errors import ConfigError
 from facezoo.utils.image_io import IMAGE_EXTENSIONS
-
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".webm")
 
 
 @dataclass(frozen=True)

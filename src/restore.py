@@ -61,9 +61,16 @@ class Run:
         model = load_model(file, device)
         size = cfg.crop_size or file.trained_size() or model.native_size  # as the model was trained
         self.restorer = FaceRestorer(model, cfg.alignment, cfg.batch_size, cfg.upscale, cfg.color_match,
-                                     cfg.precision, device, size)
+                                     cfg.precision, device, size, cfg.region)
         self.detector = DlibDetector(**OmegaConf.to_container(cfg.detector))
         self.files: dict[str, dict] = {}
+        self.faces_done, self.start = 0, time.perf_counter()
+        self.advance = lambda n, note="": None  # the progress bar's, while the run goes
+
+    def _done(self, photos_or_frames: int, faces: int) -> None:
+        self.faces_done += faces
+        rate = self.faces_done / max(time.perf_counter() - self.start, 1e-9)
+        self.advance(photos_or_frames, f"{self.faces_done} faces, {rate:.2f} faces/s")
 
     # -- photos ------------------------------------------------------------------------------------------
     def photos(self, jobs: list[Job]) -> None:
@@ -93,6 +100,7 @@ class Run:
             if self.cfg.save_crops and len(lm):
                 self._save_crops(job, result)
             self.files[str(job.source)]["seconds"] += share
+        self._done(len(jobs), sum(len(lm) for lm in landmarks))
 
     def _save_crops(self, job: Job, result) -> None:
         folder = job.target.parent / "crops"
@@ -107,6 +115,7 @@ class Run:
         start, info = time.perf_counter(), video_info(job.source)
         smoother = LandmarkSmoother(info.fps) if self.cfg.smooth else None
         raw_tracks, smooth_tracks, faces_found, frames = {}, {}, 0, 0
+        self._retry = _RetryPolicy(info.fps)
         audio = job.source if job.kind == "video" else None
         with open_writer(job.target, info.fps, audio_from=audio) as writer:
             chunk: list[np.ndarray] = []
@@ -127,7 +136,9 @@ class Run:
     def _frames(self, frames, first: int, writer, smoother, raw_tracks, smooth_tracks) -> int:
         landmarks, found = [], 0
         for index, frame in enumerate(frames, start=first):
-            faces, _ = self.detector.detect_with_report(frame)
+            retry = self._retry.due(index)
+            faces, _ = self.detector.detect_with_report(frame, retry)
+            self._retry.seen(index, retry, bool(faces))
             found += len(faces)
             points = [f.landmarks for f in faces]
             if smoother is not None and faces:
@@ -139,6 +150,7 @@ class Run:
             landmarks.append(_stack(points))
         for result in self.restorer.restore(frames, landmarks):
             writer.write(result.image)
+        self._done(len(frames), found)
         return found
 
     # -- the run -----------------------------------------------------------------------------------------
@@ -147,20 +159,53 @@ class Run:
         todo = [j for j in self.jobs if not (self.cfg.resume and j.target.is_file())]
         skipped = len(self.jobs) - len(todo)
         photos = [j for j in todo if j.kind == "image"]
-        with progress(len(todo), "restoring", "files") as advance:
+        videos = {job: _frame_count(job) for job in todo if job.kind != "image"}
+        self.start = time.perf_counter()
+        with progress(len(photos) + sum(videos.values()), "restoring", "photos and frames") as advance:
+            self.advance = advance
             for start in range(0, len(photos), self.cfg.chunk):
-                chunk = photos[start:start + self.cfg.chunk]
-                self.photos(chunk)
-                advance(len(chunk))
-            for job in (j for j in todo if j.kind != "image"):
+                self.photos(photos[start:start + self.cfg.chunk])
+            for job, frames in videos.items():
                 try:
                     self.video(job)
                 except DataError as err:
                     self.files[str(job.source)] = {"error": str(err)}
-                advance(1)
+                    advance(frames)
+        files = self.files.values()
+        seconds = time.perf_counter() - self.start
         return {"files": self.files, "done_before": skipped,
-                "failed": sum("error" in f for f in self.files.values()),
-                "faces": sum(f.get("faces", 0) for f in self.files.values())}
+                "failed": sum("error" in f for f in files),
+                "faces": sum(f.get("faces", 0) for f in files),
+                "skipped_faces": {why: sum(f.get("skipped", {}).get(why, 0) for f in files)
+                                  for why in ("small", "nested", "not_face_like")},
+                "photos_without_faces": sum(f.get("faces") == 0 and "frames" not in f for f in files),
+                "seconds": seconds, "faces_per_s": self.faces_done / max(seconds, 1e-9)}
+
+
+def _frame_count(job: Job) -> int:
+    """A video's frames as its header says (1 when it does not say, or cannot be read: reported later)."""
+    try:
+        return video_info(job.source).frame_count or 1
+    except DataError:
+        return 1
+
+
+class _RetryPolicy:
+    """When a video frame gets the detector's slow retries (`detector.recall`): when the previous frame had
+    faces and this one has none (a face lost), and at most once a second otherwise, so a clip without faces
+    costs one retry per second of video, not one per frame."""
+
+    def __init__(self, fps) -> None:
+        self.every = max(1, round(float(fps)))
+        self.last_retry, self.had_faces = -self.every, False
+
+    def due(self, index: int) -> bool:
+        return self.had_faces or index - self.last_retry >= self.every
+
+    def seen(self, index: int, retried: bool, found: bool) -> None:
+        if retried and not found:
+            self.last_retry = index
+        self.had_faces = found
 
 
 def report_path(cfg: DictConfig) -> Path:
@@ -175,10 +220,23 @@ def restore(cfg: DictConfig) -> dict:
     run = Run(cfg)
     report = run()
     write_text(report_path(cfg), json.dumps(report, indent=1, default=float))
-    print(f"restored {len(run.files) - report['failed']} files ({report['faces']} faces) into {cfg.output}"
-          + (f"; {report['done_before']} done before" if report["done_before"] else "")
-          + f"; report: {report_path(cfg)}")
+    print(summary(report, cfg.output, report_path(cfg)))
     return report
+
+
+def summary(report: dict, output, report_file: Path) -> str:
+    """The lines printed at the end of a run."""
+    skipped = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in report["skipped_faces"].items() if n)
+    lines = [
+        f"restored {len(report['files']) - report['failed']} files ({report['faces']} faces) into {output}"
+        + (f"; {report['done_before']} done before" if report["done_before"] else ""),
+        f"  {report['faces_per_s']:.2f} faces/s, {report['seconds']:.1f} s"
+        + (f"; faces skipped: {skipped}" if skipped else "")
+        + (f"; {report['photos_without_faces']} photos without a face (copied)"
+           if report["photos_without_faces"] else ""),
+        f"  report: {report_file}",
+    ]
+    return "\n".join(lines)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="restore")

@@ -49,9 +49,13 @@ def _restore(tmp_path, *overrides):
     return restore(compose_config("restore", list(overrides), output_dir=tmp_path / "run"))
 
 
-def test_a_folder_of_photos_is_restored_face_by_face(tmp_path, photos, weights):
+def test_a_folder_of_photos_is_restored_face_by_face(tmp_path, photos, weights, capsys):
     out = tmp_path / "out"
     report = _restore(tmp_path, f"input={photos}", f"output={out}", f"weights={weights}")
+    assert report["faces_per_s"] > 0 and report["photos_without_faces"] == 1
+    printed = capsys.readouterr().out
+    assert "restored 2 files (1 faces)" in printed and "1 photos without a face (copied)" in printed
+    assert " faces/s, " in printed
     files = {Path(k).name: v for k, v in report["files"].items()}
     assert files["astronaut.png"]["faces"] == 1 and files["wall.png"]["faces"] == 0
     assert report["failed"] == 1 and "broken.jpg: not a readable image" in files["broken.jpg"]["error"]
@@ -99,6 +103,34 @@ def test_a_video_keeps_its_frames_and_fps(tmp_path, weights):
     info = video_info(out)
     assert info.fps == 10 and info.frame_count == 4 and info.size == (256, 256)
     assert entry["jitter"]["smoothed"] <= entry["jitter"]["raw"] + 1e-9
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_restores_close_to_fp32(tmp_path, photos, weights, precision):
+    photo = photos / "astronaut.png"
+    fp32, half = tmp_path / "fp32.png", tmp_path / f"{precision}.png"
+    _restore(tmp_path, f"input={photo}", f"output={fp32}", f"weights={weights}")
+    _restore(tmp_path, f"input={photo}", f"output={half}", f"weights={weights}", f"precision={precision}")
+    a, b = (np.asarray(Image.open(f), dtype=float) for f in (fp32, half))
+    changed = np.abs(a - data.astronaut()).max(axis=2) > 0
+    assert 0 < np.abs(a - b).mean() and np.abs(a - b)[changed].mean() < 2  # grey levels, in the face only
+
+
+def test_a_video_without_faces_is_searched_again_once_a_second():
+    from facezoo.restore import _RetryPolicy
+
+    policy, retried = _RetryPolicy(fps=10), []
+    for index in range(25):
+        retry = policy.due(index)
+        retried += [index] * retry
+        policy.seen(index, retry, found=False)
+    assert retried == [0, 10, 20]
+    policy, retried = _RetryPolicy(fps=10), []
+    for index, found in enumerate([True, True, False, False, True]):  # a face lost at frame 2
+        retry = policy.due(index)
+        retried += [index] * retry
+        policy.seen(index, retry, found)
+    assert retried == [0, 1, 2]  # not 3: searched again at 2
 
 
 def test_one_photo_to_another_format_with_its_crops(tmp_path, photos, weights):

@@ -203,13 +203,13 @@ class DlibDetector:
     def detect(self, image: np.ndarray) -> list[Face]:
         return self.detect_with_report(image)[0]
 
-    def detect_with_report(self, image: np.ndarray) -> tuple[list[Face], dict]:
+    def detect_with_report(self, image: np.ndarray, retry: bool = True) -> tuple[list[Face], dict]:
         """Faces (sorted by box x0 then y0) and what was skipped: ``{"small": n, "nested": n,
         "not_face_like": n, "retried": bool}`` (retried: the fast pass found no face, the photo was searched
-        again)."""
+        again). `retry=False`: the fast pass only, for this image (a video frame with no face to look for)."""
         image = as_rgb_uint8(image)
         stages = [(lambda im: self._candidates(im, self.upsample, 0.0, 0.0), False, self.max_side)]
-        if self.recall:  # (search, confirm by the CNN, the longest side searched)
+        if self.recall and retry:  # (search, confirm by the CNN, the longest side searched)
             retry_side = min(RETRY_SIDE, self.max_side or RETRY_SIDE)
             stages.append((self._retry_candidates, self.model == "hog", retry_side))
         if self.cnn_fallback:

@@ -5,9 +5,14 @@ the crops of several photos together in batches, paste them back without seams.
 (F, 68, 2) landmarks of its faces (from the detector, or smoothed over time for videos), and returns the
 restored photos (upscaled by `upscale`) and the aligned input and restored crops. Only the crops go through
 the model; the rest of a photo is kept (bicubic when upscaled).
+
+`FaceRestorer.seconds` adds up the time of each stage (`STAGES`): align (the photos and landmarks to the
+device, the alignment transforms, the warps), restore (the model), paste (paste-back and the photos back as
+uint8 arrays); on CUDA each stage ends with a synchronisation, so its time is its own.
 """
 
-from contextlib import nullcontext
+import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +26,7 @@ from facezoo.utils.image_io import to_float, to_uint8, uint8_to_tensor
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_CROP = 512  # the crop size of models that take any size (the FFHQ / facexlib resolution)
+STAGES = ("align", "restore", "paste")
 
 
 @dataclass
@@ -33,8 +39,9 @@ class Restored:
 class FaceRestorer:
     def __init__(self, model, alignment: str | None = None, batch_size: int = 8, upscale: int = 1,
                  color_match: bool = False, precision: str = "fp32", device: str = "cpu",
-                 size: int | None = None) -> None:
-        """`size`: the crops' side (default: the model's own size, else DEFAULT_CROP)."""
+                 size: int | None = None, region: str = "hull") -> None:
+        """`size`: the crops' side (default: the model's own size, else DEFAULT_CROP); `region`: the pasted
+        area, "hull" (the face hull of the landmarks) or "crop" (the whole aligned square, as facexlib)."""
         alignment = alignment or model.alignment
         if alignment not in ("template", "ffhq"):
             raise ConfigError(
@@ -47,9 +54,24 @@ class FaceRestorer:
             raise ConfigError(f"batch_size={batch_size}, upscale={upscale}: expected positive integers")
         self.model, self.alignment, self.batch_size = model.to(device).eval(), alignment, batch_size
         self.upscale, self.color_match, self.device = int(upscale), color_match, torch.device(device)
+        self.region = region
         self.size = size or model.native_size or DEFAULT_CROP
         model.check_image_size(self.size, "crop_size")
         self.dtype = PRECISIONS[precision]
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+
+    def take_seconds(self) -> dict[str, float]:
+        """The seconds spent per stage since the last call (or since construction); the counts restart."""
+        seconds, self.seconds = self.seconds, dict.fromkeys(STAGES, 0.0)
+        return seconds
+
+    @contextmanager
+    def _timed(self, stage: str):
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds[stage] += time.perf_counter() - start
 
     def matrices(self, landmarks: torch.Tensor) -> torch.Tensor:
         """(F, 68, 2) landmarks in image pixels → (F, 2, 3) image-to-crop transforms of the alignment."""
@@ -70,16 +92,19 @@ class FaceRestorer:
 
     def restore(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> list[Restored]:
         """The photos with their faces restored; the faces of all photos go through the model together."""
-        photos = [to_float(uint8_to_tensor(image).to(self.device)) for image in images]
-        points = [torch.as_tensor(np.asarray(lm, np.float32).reshape(-1, 68, 2), device=self.device)
-                  for lm in landmarks]
-        matrices = [self.matrices(p) if len(p) else p.new_zeros(0, 2, 3) for p in points]
-        crops = [self._crops(photo, m) for photo, m in zip(photos, matrices, strict=True)]
-        restored = self._restore_crops(torch.cat(crops)).split([len(c) for c in crops])
+        with self._timed("align"):
+            photos = [to_float(uint8_to_tensor(image).to(self.device)) for image in images]
+            points = [torch.as_tensor(np.asarray(lm, np.float32).reshape(-1, 68, 2), device=self.device)
+                      for lm in landmarks]
+            matrices = [self.matrices(p) if len(p) else p.new_zeros(0, 2, 3) for p in points]
+            crops = [self._crops(photo, m) for photo, m in zip(photos, matrices, strict=True)]
+        with self._timed("restore"):
+            restored = self._restore_crops(torch.cat(crops)).split([len(c) for c in crops])
         results = []
-        for photo, m, p, crop, out in zip(photos, matrices, points, crops, restored, strict=True):
-            whole = paste_back(photo, out, m, p, self.upscale, self.color_match)
-            results.append(Restored(to_uint8(whole).permute(1, 2, 0).cpu().numpy(), crop, out))
+        with self._timed("paste"):
+            for photo, m, p, crop, out in zip(photos, matrices, points, crops, restored, strict=True):
+                whole = paste_back(photo, out, m, p, self.upscale, self.color_match, self.region)
+                results.append(Restored(to_uint8(whole).permute(1, 2, 0).cpu().numpy(), crop, out))
         return results
 
     def _crops(self, photo: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:

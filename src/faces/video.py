@@ -314,7 +314,8 @@ class VideoWriter:
 
 class FrameFolderWriter:
     """Frames -> `folder/000000.png`, `000001.png`, ... (each file written atomically), the same interface as
-    VideoWriter; a folder has no fps and no audio."""
+    VideoWriter; a folder has no fps and no audio. When all frames are written, numbered frames left from an
+    earlier, longer output in that folder are removed (other files are left alone)."""
 
     def __init__(self, folder: str | Path, suffix: str = ".png"):
         self.path = Path(folder)
@@ -330,6 +331,10 @@ class FrameFolderWriter:
         self.frame_count += 1
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            for stale in self.path.glob(f"[0-9]*{self.suffix}"):
+                if stale.stem.isdigit() and len(stale.stem) == 6 and int(stale.stem) >= self.frame_count:
+                    stale.unlink()
         return False
 
 

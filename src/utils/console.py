@@ -55,9 +55,9 @@ class Ticker:
 def _bar(what: str, total: int):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+    columns = BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[note]}")
     bar = Progress(TextColumn("{task.description}", markup=False), *columns)
-    bar.add_task(what, total=total)
+    bar.add_task(what, total=total, note="")
     return bar
 
 
@@ -65,20 +65,22 @@ def _bar(what: str, total: int):
 def progress(
     total: int, what: str, unit: str, interval: float = INTERVAL_S
 ) -> Iterator[Callable[[int], None]]:
-    """Yields `advance(n)`, to call as `n` of `total` units are done; `what` says what is happening. The
-    first and last lines are logged on a terminal too (they also go to the run's log file)."""
+    """Yields `advance(n, note="")`, to call as `n` of `total` units are done (`note`: e.g. a rate, shown
+    after the bar and in the plain lines); `what` says what is happening. The first and last lines are logged
+    on a terminal too (they also go to the run's log file)."""
     log.info("%s: %d %s", what, total, unit)
     ticker, done = Ticker(interval), 0
     with _bar(what, total) if on_terminal() else nullcontext() as bar:
 
-        def advance(n: int) -> None:
+        def advance(n: int, note: str = "") -> None:
             nonlocal done
             done += n
             if bar is not None:
-                bar.advance(bar.task_ids[0], n)
+                bar.update(bar.task_ids[0], advance=n, note=note)
             elif done < total and ticker.due(done):
                 left = ticker.elapsed() / done * (total - done)
-                log.info("%s: %d/%d %s, %s left", what, done, total, unit, duration(left))
+                log.info("%s: %d/%d %s, %s left%s", what, done, total, unit, duration(left),
+                         f", {note}" if note else "")
 
         yield advance
     log.info("%s: %d %s in %s", what, done, unit, duration(ticker.elapsed()))

@@ -162,6 +162,18 @@ def test_a_video_becomes_a_folder_of_frames(source, tmp_path):
     assert all((a == b).all() for a, b in pairs)
 
 
+def test_a_shorter_rewrite_removes_the_old_frames_beyond_its_end(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    for count in (5, 3):
+        with open_writer(folder, FPS) as writer:
+            for frame in _frames(count):
+                writer.write(frame)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["000000.png", "000001.png", "000002.png", "notes.txt"]
+
+
 def test_frames_of_different_sizes_in_a_folder_are_refused(tmp_path):
     Image.fromarray(_frames(1)[0]).save(tmp_path / "a.png")
     Image.fromarray(_frames(1, height=32)[0]).save(tmp_path / "b.png")

@@ -33,6 +33,14 @@ def test_a_loop_away_from_a_terminal_logs_its_start_progress_and_end(monkeypatch
     assert lines[3].startswith("rendering x: 5 faces in ") and len(lines) == 4
 
 
+def test_a_note_follows_the_plain_progress_line(monkeypatch, caplog):
+    monkeypatch.setattr(console, "on_terminal", lambda: False)
+    with caplog.at_level(logging.INFO, logger="facezoo"):
+        with progress(3, "restoring", "photos", interval=0) as advance:
+            advance(1, "2 faces, 1.50 faces/s")
+    assert caplog.records[1].getMessage().endswith("left, 2 faces, 1.50 faces/s")
+
+
 @pytest.fixture
 def lightning_loggers(monkeypatch):
     """Lightning's rank-zero loggers with their filters restored after the test."""

@@ -43,6 +43,7 @@ from facezoo.utils.targets import check_targets
 from facezoo.weights.imported import Imported
 from facezoo.weights.networks import ema_sources, hold_out, network_state, networks, parameters_on_meta
 from facezoo.weights.releases import import_release
+from facezoo.weights.resolver import KNOWN_WEIGHTS, resolve
 from facezoo.weights.state_dict import load_state_dict, match_state_dict, sub_tree
 
 log = logging.getLogger("facezoo")
@@ -144,11 +145,19 @@ def run_checkpoint(path: str | os.PathLike, option: str | None = None,
     )
 
 
+def _in_pretrained(path: Path) -> Path:
+    """A known release named by its file name (`GFPGANv1.4.pth`) or KNOWN_WEIGHTS key and not here: found in
+    the pretrained folders as the resolver searches them (where `facezoo-weights download` puts it), or one
+    error saying where it was looked for and how to fetch it; any other path as it is."""
+    known = str(path) in KNOWN_WEIGHTS or any(spec.filename == str(path) for spec in KNOWN_WEIGHTS.values())
+    return resolve(str(path)) if known and not path.exists() else path
+
+
 def open_model_file(path: str | os.PathLike, option: str | None = None) -> ModelFile:
     """Map a facezoo checkpoint (a file, or a run folder: `run_checkpoint`) or an official release file
     (weights only; unknown files: one FacezooError listing what is supported). `option` names the config
     option that gave the path, for messages."""
-    path = run_checkpoint(path, option)
+    path = run_checkpoint(_in_pretrained(Path(path)), option)
     name = f"{option}={path}" if option else str(path)
     if not path.is_file():
         raise FacezooError(f"{name}: file not found")

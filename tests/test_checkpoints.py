@@ -189,6 +189,20 @@ def test_files_load_model_cannot_read_are_named(tmp_path):
         load_model(tmp_path / "future.ckpt")
 
 
+def test_a_release_named_by_its_file_name_is_found_in_the_pretrained_folder(tmp_path, monkeypatch):
+    pretrained, elsewhere = tmp_path / "pretrained", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("FACEZOO_PRETRAINED", str(pretrained))
+    monkeypatch.chdir(elsewhere)
+    fetch = r"GPEN-BFR-256.pth .*not found.*facezoo-weights download gpen_bfr_256"
+    with pytest.raises(FacezooError, match=fetch):
+        load_model("GPEN-BFR-256.pth")
+    pretrained.mkdir()
+    _release(tmp_path).rename(pretrained / "GPEN-BFR-256.pth")  # a tiny stand-in under the release's name
+    for name in ("GPEN-BFR-256.pth", "gpen_bfr_256"):
+        assert load_model(name).hparams.name == "gpen"
+
+
 # --- init_from: a new run from a file's networks -----------------------------------------------------------
 
 

@@ -59,6 +59,8 @@ class WeightSpec:
 # - torchvision VGG / AlexNet: torchvision/models/vgg.py and alexnet.py (`model_urls`); full sha256s as
 #   recorded by several independent projects, each starting with the prefix of the torch hub name.
 # - GFP-GAN: TencentARC/GFPGAN experiments/pretrained_models/README.md (release v0.1.0); no published hashes.
+#   The restoration releases: GFPGAN's README and inference_gfpgan.py (GFPGANv1.3/1.4 under release v1.3.0,
+#   GFPGANv1 under v0.1.0); GPEN-BFR-512/256: yangxy/GPEN README.md. No published hashes.
 # - IR-SE50: yangxy/GPEN README.md (the files it lists for weights/); no published hash.
 # - StyleGAN2 FFHQ config-f (rosinality conversion) and faceparsing.pth (zllrunning's BiSeNet, renamed):
 #   williamyang1991/StyleGANEX README.md ("original_stylegan", "faceparsing.pth"), Google Drive; no hashes.
@@ -68,6 +70,8 @@ class WeightSpec:
 #   uncompressed files are in ageitgey/face_recognition_models (the face-recognition-models package); the
 #   sha256s are those of the files that package ships, as many projects record them.
 _GFPGAN_RELEASE = "https://github.com/TencentARC/GFPGAN/releases/download/v0.1.0/"
+_GFPGAN_V13_RELEASE = "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/"
+_GPEN_MODELS = "https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models/"
 _FACE_RECOGNITION_MODELS = (
     "https://github.com/ageitgey/face_recognition_models/raw/master/face_recognition_models/models/"
 )
@@ -148,6 +152,41 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
             "face parsing masks (BiSeNet)",
             "BiSeNet face parser trained on CelebAMask-HQ (zllrunning/face-parsing.PyTorch)",
             "https://drive.google.com/file/d/1jY0mTjVB8njDh6e0LP_2UxuRK3MnjoIR/view",
+        ),
+        WeightSpec(
+            "gfpgan_v1_4",
+            "GFPGANv1.4.pth",
+            "facezoo-restore weights=GFPGANv1.4.pth",
+            "GFP-GAN v1.4 release (GFPGANv1Clean, 512 px)",
+            _GFPGAN_V13_RELEASE + "GFPGANv1.4.pth",
+        ),
+        WeightSpec(
+            "gfpgan_v1_3",
+            "GFPGANv1.3.pth",
+            "facezoo-restore weights=GFPGANv1.3.pth",
+            "GFP-GAN v1.3 release (GFPGANv1Clean, 512 px)",
+            _GFPGAN_V13_RELEASE + "GFPGANv1.3.pth",
+        ),
+        WeightSpec(
+            "gfpgan_v1",
+            "GFPGANv1.pth",
+            "facezoo-restore weights=GFPGANv1.pth",
+            "GFP-GAN v1 release (the paper's GFPGANv1, 512 px)",
+            _GFPGAN_RELEASE + "GFPGANv1.pth",
+        ),
+        WeightSpec(
+            "gpen_bfr_512",
+            "GPEN-BFR-512.pth",
+            "facezoo-restore weights=GPEN-BFR-512.pth",
+            "GPEN blind face restoration release, 512 px",
+            _GPEN_MODELS + "GPEN-BFR-512.pth",
+        ),
+        WeightSpec(
+            "gpen_bfr_256",
+            "GPEN-BFR-256.pth",
+            "facezoo-restore weights=GPEN-BFR-256.pth",
+            "GPEN blind face restoration release, 256 px",
+            _GPEN_MODELS + "GPEN-BFR-256.pth",
         ),
         WeightSpec(
             "dlib_landmarks68",

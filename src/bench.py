@@ -7,6 +7,13 @@ that process (imports included, ~0.5 GB), on CUDA `torch.cuda.max_memory_allocat
 is read after the restore() runs (`restore_peak_mem_MB`: the model built and inference) and again after the
 training steps (`peak_mem_MB`).
 
+Whole-photo restoration (`facezoo-restore`'s path: `faces.detector`, `faces.pipeline`), each in a table of its
+own: ``restore``, the faces/s of align + restore + paste-back at batch 1 and batch 8 for the release
+architectures (random weights under the official key names, through the importer users' files take);
+``restore_split``, the time split detect / align / restore / paste on a photo with three faces and the cost of
+the rest against the model's; ``recall``, the detector's recall and false positives on degraded, tilted photos
+(`faces.recall`, one pass), the fast pass against the retries.
+
     python -m facezoo.bench                       # everything
     python -m facezoo.bench --only baseline --sizes small --repeats 5
 """
@@ -22,8 +29,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from facezoo.utils.atomic import write_text
@@ -98,6 +107,25 @@ MODELS: dict[str, ModelEntry] = {
     ),
 }
 PIPELINE = ("degradation", "renderer")
+PHOTO = ("restore", "restore_split", "recall")
+ENTRIES = (*PIPELINE, *MODELS, *PHOTO)
+
+# the release generators, built from their classes with random weights: at the small size narrow and 128 px
+RELEASES: dict[str, dict[str, dict]] = {
+    "GFPGANv1Clean": {  # GFPGANv1.3 / v1.4.pth (BasicSR `params_ema`)
+        "small": dict(out_size=128, num_style_feat=64, num_mlp=2, narrow=0.125), "paper": dict(out_size=512),
+    },
+    "GPEN-BFR-512": {  # the bare generator state_dict
+        "small": dict(size=128, style_dim=64, n_mlp=2, narrow=0.125), "paper": dict(size=512),
+    },
+}
+RESTORE_FACES = 8  # faces per restore call in `restore` (batch 1: eight model calls; batch 8: one)
+# the three-face photo of `restore_split`: its side and the scales of the astronaut's head (face ~90 px at 1)
+SPLIT_PHOTO = {"small": (512, (0.6, 0.9, 1.2)), "paper": (1024, (1.0, 1.6, 2.5))}
+RECALL = {  # detection_recall's set per size; the small one without the no-face photos (they take retries)
+    "small": dict(strengths=("clean", "medium"), angles=(0, 20), samples=1, no_face=False),
+    "paper": dict(samples=2),  # every strength of faces.recall.STRENGTHS and angle of ANGLES, no-face photos
+}
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -251,28 +279,171 @@ def bench_renderer(size_key: str, repeats: int) -> dict:
     }
 
 
-def run_one(entry: str, size_key: str, repeats: int) -> dict:
+def release_model(name: str, size_key: str, device):
+    """A release architecture of `RELEASES` with random weights, as `load_model` reads the release file: its
+    generator's state under the official names, recognised and imported (no file is read or written)."""
+    from facezoo.checkpoints import ModelFile, load_model
+    from facezoo.models.components.gfpgan import GFPGANv1Clean
+    from facezoo.models.components.gpen import GPENGenerator
+    from facezoo.weights.releases import import_release
+
+    torch.manual_seed(0)
+    if name == "GFPGANv1Clean":
+        state = {"params_ema": GFPGANv1Clean(**RELEASES[name][size_key]).state_dict()}
+    else:
+        state = GPENGenerator(**RELEASES[name][size_key]).state_dict()
+    imported = import_release(state)
+    return load_model(ModelFile(Path(f"{name} (random)"), imported.state_dict(), imported=imported), device)
+
+
+def _detector():
+    """`facezoo-restore`'s default detector (conf/restore.yaml)."""
+    from omegaconf import OmegaConf
+
+    from facezoo.cli import CONF_DIR
+    from facezoo.faces.detector import DlibDetector
+
+    return DlibDetector(**OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / "restore.yaml").detector))
+
+
+def bench_restore(size_key: str, repeats: int) -> list[dict]:
+    """faces/s of `FaceRestorer.restore` (align, restore, paste) on `RESTORE_FACES` astronaut photos, one face
+    each, at batch 1 and 8, per release architecture; `model_share`: the model's part of the time."""
+    import skimage.data
+
+    from facezoo.faces.pipeline import FaceRestorer
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    photo = skimage.data.astronaut()
+    landmarks = [np.stack([f.landmarks for f in _detector().detect(photo)])] * RESTORE_FACES
+    photos, faces = [photo] * RESTORE_FACES, sum(len(points) for points in landmarks)
+    rows = []
+    for name in RELEASES:
+        model = release_model(name, size_key, device)
+        for batch in (1, 8):
+            restorer = FaceRestorer(model, batch_size=batch, device=str(device))
+            seconds = _median_time(partial(restorer.restore, photos, landmarks), repeats)
+            stages = restorer.take_seconds()
+            rows.append({
+                "entry": "restore", "model": name, "size": f"{size_key} {restorer.size}px", "batch": batch,
+                "faces": faces, "faces_per_s": faces / seconds,
+                "model_share": stages["restore"] / sum(stages.values()), "device": str(device),
+            })
+    return rows
+
+
+def three_face_photo(side: int, scales) -> np.ndarray:
+    """A (side, side, 3) uint8 grey photo with the astronaut's head (skimage, public domain) pasted three
+    times, at `scales`, left to right."""
+    import cv2
+    import skimage.data
+
+    head = skimage.data.astronaut()[40:230, 140:300]  # her face is about (175, 76)-(265, 166)
+    heads = [cv2.resize(head, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) for s in scales]
+    photo = np.full((side, side, 3), 128, np.uint8)
+    gap = (side - sum(h.shape[1] for h in heads)) // (len(heads) + 1)
+    x = gap
+    for h in heads:
+        y = (side - h.shape[0]) // 2
+        photo[y:y + h.shape[0], x:x + h.shape[1]] = h
+        x += h.shape[1] + gap
+    return photo
+
+
+def bench_restore_split(size_key: str, repeats: int) -> dict:
+    """Where the time of one photo with three faces goes (GFPGANv1Clean, the default detector and batch):
+    median seconds per stage, each stage's share of their sum, and (detect + align + paste) / restore."""
+    from facezoo.faces.pipeline import FaceRestorer
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    side, scales = SPLIT_PHOTO[size_key]
+    photo, detector = three_face_photo(side, scales), _detector()
+    restorer = FaceRestorer(release_model("GFPGANv1Clean", size_key, device), device=str(device))
+
+    def one_photo() -> dict:
+        start = time.perf_counter()
+        faces, _ = detector.detect_with_report(photo)
+        detect = time.perf_counter() - start
+        restorer.restore([photo], [np.stack([f.landmarks for f in faces])])
+        return {"faces": len(faces), "detect": detect, **restorer.take_seconds()}
+
+    one_photo()  # warm-up
+    runs = [one_photo() for _ in range(repeats)]
+    stages = {stage: statistics.median(r[stage] for r in runs) for stage in ("detect", *restorer.seconds)}
+    total = sum(stages.values())
+    return {
+        "entry": "restore_split", "model": "GFPGANv1Clean",
+        "size": f"{size_key} {side}px photo, {restorer.size}px crops",
+        "faces": runs[-1]["faces"], **{f"{k}_s": v for k, v in stages.items()}, "total_s": total,
+        **{f"{k}_share": v / total for k, v in stages.items()},
+        "rest_over_restore": (total - stages["restore"]) / stages["restore"], "device": str(device),
+    }
+
+
+def bench_recall(size_key: str) -> list[dict]:
+    """`faces.recall.detection_recall` on the `RECALL` set: per strength and angle the fast pass (no retries)
+    against the default detector (retries), then the photos with a face together."""
+    from facezoo.faces.detector import DlibDetector
+    from facezoo.faces.recall import detection_recall
+
+    detectors = {"fast": DlibDetector(recall=False), "retries": _detector()}
+    raw = detection_recall(detectors, **RECALL[size_key])
+    rows: dict[tuple, dict] = {}
+    for r in raw:
+        row = rows.setdefault((r["strength"], r["angle"]), {
+            "entry": "recall", "size": size_key, "strength": r["strength"], "angle": r["angle"],
+            "images": r["images"],
+        })
+        for key in ("recall", "false_positives", "landmark_error", "seconds_per_image"):
+            row[f"{key}_{r['detector']}"] = r[key]
+    total = {"entry": "recall", "size": size_key, "strength": "all faces", "angle": "all"}
+    for name in detectors:
+        with_face = [r for r in raw if r["detector"] == name and r["recall"] is not None]
+        total["images"] = sum(r["images"] for r in with_face)
+        total[f"recall_{name}"] = sum(r["found"] for r in with_face) / total["images"]
+        total[f"false_positives_{name}"] = sum(r["false_positives"] for r in with_face)
+    return [*rows.values(), total]
+
+
+def run_one(entry: str, size_key: str, repeats: int) -> list[dict]:
     torch.set_num_threads(min(torch.get_num_threads(), 16))
     if entry == "degradation":
-        return bench_degradation(size_key, repeats)
+        return [bench_degradation(size_key, repeats)]
     if entry == "renderer":
-        return bench_renderer(size_key, repeats)
-    return bench_model(entry, size_key, repeats)
+        return [bench_renderer(size_key, repeats)]
+    if entry == "restore":
+        return bench_restore(size_key, repeats)
+    if entry == "restore_split":
+        return [bench_restore_split(size_key, repeats)]
+    if entry == "recall":
+        return bench_recall(size_key)
+    return [bench_model(entry, size_key, repeats)]
 
 
-def _table(rows: list[dict]) -> str:
-    columns = [
-        "entry",
-        "size",
-        "batch",
-        "params_M",
-        "restore_s",
-        "train_step_s",
-        "img_per_s",
-        "restore_peak_mem_MB",
-        "peak_mem_MB",
-        "device",
-    ]
+TABLES = {  # a row's table: its entry's, else "models"
+    "models": ["entry", "size", "batch", "params_M", "restore_s", "train_step_s", "img_per_s",
+               "restore_peak_mem_MB", "peak_mem_MB", "device"],
+    "restore": ["model", "size", "batch", "faces", "faces_per_s", "model_share", "device"],
+    "restore_split": ["model", "size", "faces", "detect_s", "align_s", "restore_s", "paste_s", "total_s",
+                      "detect_share", "align_share", "restore_share", "paste_share", "rest_over_restore",
+                      "device"],
+    "recall": ["size", "strength", "angle", "images", "recall_fast", "recall_retries", "false_positives_fast",
+               "false_positives_retries", "landmark_error_fast", "landmark_error_retries",
+               "seconds_per_image_fast", "seconds_per_image_retries"],
+}
+
+
+def tables(rows: list[dict]) -> str:
+    """One markdown table per kind of row (`TABLES`), in that order, each under a heading."""
+    parts = []
+    for name, columns in TABLES.items():
+        mine = [r for r in rows if (r["entry"] if r["entry"] in TABLES else "models") == name]
+        if mine:
+            parts.append(f"## {name}\n\n{_table(mine, columns)}")
+    return "\n\n".join(parts)
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
     columns = [c for c in columns if any(c in r for r in rows)]
 
     def fmt(v):
@@ -288,7 +459,7 @@ def main(argv=None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--only", nargs="*", default=None, help=f"entries (default: all of {[*PIPELINE, *MODELS]})"
+        "--only", nargs="*", default=None, help=f"entries (default: all of {list(ENTRIES)})"
     )
     parser.add_argument("--sizes", nargs="*", default=["small", "paper"], choices=["small", "paper"])
     parser.add_argument("--repeats", type=int, default=3)
@@ -298,10 +469,10 @@ def main(argv=None) -> None:
     if args.run:
         print("BENCH " + json.dumps(run_one(*args.run, args.repeats)))
         return
-    entries = args.only or [*PIPELINE, *MODELS]
-    unknown = [e for e in entries if e not in PIPELINE and e not in MODELS]
+    entries = args.only or list(ENTRIES)
+    unknown = [e for e in entries if e not in ENTRIES]
     if unknown:
-        parser.error(f"unknown entries {unknown}; known: {[*PIPELINE, *MODELS]}")
+        parser.error(f"unknown entries {unknown}; known: {list(ENTRIES)}")
     rows = []
     for entry in entries:
         for size_key in args.sizes:
@@ -320,9 +491,9 @@ def main(argv=None) -> None:
             if proc.returncode or not lines:
                 print(f"bench: {entry} {size_key} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
                 continue
-            rows.append(json.loads(lines[-1][6:]))
-            print(f"  {entry:12s} {size_key:6s} done", file=sys.stderr)
-    table = _table(rows)
+            rows += json.loads(lines[-1][6:])
+            print(f"  {entry:13s} {size_key:6s} done", file=sys.stderr)
+    table = tables(rows)
     out = Path(args.out)
     write_text(out / "results.json", json.dumps(rows, indent=1))
     write_text(out / "results.md", table + "\n")

@@ -61,16 +61,24 @@ class Run:
         model = load_model(file, device)
         size = cfg.crop_size or file.trained_size() or model.native_size  # as the model was trained
         self.restorer = FaceRestorer(model, cfg.alignment, cfg.batch_size, cfg.upscale, cfg.color_match,
-                                     cfg.precision, device, size, cfg.region)
+                                     cfg.precision, device, size, cfg.region, cfg.channels_last,
+                                     cfg.compile)
         self.detector = DlibDetector(**OmegaConf.to_container(cfg.detector))
         self.files: dict[str, dict] = {}
-        self.faces_done, self.start = 0, time.perf_counter()
+        self.faces_done, self.start, self.detect_seconds = 0, time.perf_counter(), 0.0
         self.advance = lambda n, note="": None  # the progress bar's, while the run goes
 
     def _done(self, photos_or_frames: int, faces: int) -> None:
         self.faces_done += faces
         rate = self.faces_done / max(time.perf_counter() - self.start, 1e-9)
         self.advance(photos_or_frames, f"{self.faces_done} faces, {rate:.2f} faces/s")
+
+    def _detect(self, image: np.ndarray, *retry: bool) -> tuple[list, dict]:
+        """The detector's faces and report; its time goes to the report's stages."""
+        start = time.perf_counter()
+        found = self.detector.detect_with_report(image, *retry)
+        self.detect_seconds += time.perf_counter() - start
+        return found
 
     # -- photos ------------------------------------------------------------------------------------------
     def photos(self, jobs: list[Job]) -> None:
@@ -83,7 +91,7 @@ class Run:
             except DataError as err:
                 self.files[str(job.source)] = {"error": str(err)}
                 continue
-            faces, skipped = self.detector.detect_with_report(image)
+            faces, skipped = self._detect(image)
             self.files[str(job.source)] = {"faces": len(faces), "skipped": skipped,
                                            "seconds": time.perf_counter() - start}
             read.append(job)
@@ -137,7 +145,7 @@ class Run:
         landmarks, found = [], 0
         for index, frame in enumerate(frames, start=first):
             retry = self._retry.due(index)
-            faces, _ = self.detector.detect_with_report(frame, retry)
+            faces, _ = self._detect(frame, retry)
             self._retry.seen(index, retry, bool(faces))
             found += len(faces)
             points = [f.landmarks for f in faces]
@@ -179,7 +187,8 @@ class Run:
                 "skipped_faces": {why: sum(f.get("skipped", {}).get(why, 0) for f in files)
                                   for why in ("small", "nested", "not_face_like")},
                 "photos_without_faces": sum(f.get("faces") == 0 and "frames" not in f for f in files),
-                "seconds": seconds, "faces_per_s": self.faces_done / max(seconds, 1e-9)}
+                "seconds": seconds, "faces_per_s": self.faces_done / max(seconds, 1e-9),
+                "stages": {"detect": self.detect_seconds, **self.restorer.seconds}}  # seconds, all files
 
 
 def _frame_count(job: Job) -> int:

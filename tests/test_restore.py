@@ -53,6 +53,8 @@ def test_a_folder_of_photos_is_restored_face_by_face(tmp_path, photos, weights, 
     out = tmp_path / "out"
     report = _restore(tmp_path, f"input={photos}", f"output={out}", f"weights={weights}")
     assert report["faces_per_s"] > 0 and report["photos_without_faces"] == 1
+    stages = report["stages"]  # seconds
+    assert set(stages) == {"detect", "align", "restore", "paste"} and stages["restore"] > 0
     printed = capsys.readouterr().out
     assert "restored 2 files (1 faces)" in printed and "1 photos without a face (copied)" in printed
     assert " faces/s, " in printed

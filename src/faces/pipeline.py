@@ -12,19 +12,19 @@ uint8 arrays); on CUDA each stage ends with a synchronisation, so its time is it
 """
 
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from facezoo.faces.align import ffhq_transform, template_transform, warp_faces
+from facezoo.faces.inference import prepare
 from facezoo.faces.landmarks import five_points
 from facezoo.faces.paste import paste_back
 from facezoo.utils.errors import ConfigError
 from facezoo.utils.image_io import to_float, to_uint8, uint8_to_tensor
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_CROP = 512  # the crop size of models that take any size (the FFHQ / facexlib resolution)
 STAGES = ("align", "restore", "paste")
 
@@ -39,17 +39,17 @@ class Restored:
 class FaceRestorer:
     def __init__(self, model, alignment: str | None = None, batch_size: int = 8, upscale: int = 1,
                  color_match: bool = False, precision: str = "fp32", device: str = "cpu",
-                 size: int | None = None, region: str = "hull") -> None:
+                 size: int | None = None, region: str = "hull", channels_last: bool = False,
+                 compile: bool = False) -> None:
         """`size`: the crops' side (default: the model's own size, else DEFAULT_CROP); `region`: the pasted
-        area, "hull" (the face hull of the landmarks) or "crop" (the whole aligned square, as facexlib)."""
+        area, "hull" (the face hull of the landmarks) or "crop" (the whole aligned square, as facexlib);
+        `precision`, `channels_last`, `compile`: how the model runs (`faces.inference.prepare`)."""
         alignment = alignment or model.alignment
         if alignment not in ("template", "ffhq"):
             raise ConfigError(
                 f"alignment={alignment}: {type(model).__name__} is not a face restorer with a known "
                 "alignment; give alignment=template (GFP-GAN/GPEN style) or alignment=ffhq"
             )
-        if precision not in PRECISIONS:
-            raise ConfigError(f"precision={precision}: expected fp32, bf16 or fp16")
         if batch_size < 1 or int(upscale) != upscale or upscale < 1:
             raise ConfigError(f"batch_size={batch_size}, upscale={upscale}: expected positive integers")
         self.model, self.alignment, self.batch_size = model.to(device).eval(), alignment, batch_size
@@ -57,7 +57,7 @@ class FaceRestorer:
         self.region = region
         self.size = size or model.native_size or DEFAULT_CROP
         model.check_image_size(self.size, "crop_size")
-        self.dtype = PRECISIONS[precision]
+        self.run = prepare(model, device, precision, channels_last, compile)
         self.seconds = dict.fromkeys(STAGES, 0.0)
 
     def take_seconds(self) -> dict[str, float]:
@@ -80,14 +80,9 @@ class FaceRestorer:
         points5 = torch.as_tensor(five_points(landmarks.cpu().numpy())).to(landmarks)
         return template_transform(points5, self.size)
 
-    @torch.no_grad()
     def _restore_crops(self, crops: torch.Tensor) -> torch.Tensor:
-        autocast = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None
-                    else nullcontext())
-        out = []
-        for start in range(0, len(crops), self.batch_size):
-            with autocast:
-                out.append(self.model.restore(crops[start:start + self.batch_size])["image"].float())
+        out = [self.run(crops[start:start + self.batch_size])["image"]
+               for start in range(0, len(crops), self.batch_size)]
         return torch.cat(out) if out else crops
 
     def restore(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> list[Restored]:

@@ -192,9 +192,18 @@ class MappingNetwork(nn.Sequential):
 # --- generator blocks ---------------------------------------------------------------------------------------
 
 
+def demodulation(style: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The demodulation factors (B, out) of the per-sample weights weight·style, rsqrt(Σ_in,k (w·s)² + 1e-8),
+    from the style (B, in) and the shared weight (out, in, k, k), without forming the per-sample weights."""
+    return torch.rsqrt(style.pow(2) @ weight.pow(2).sum([2, 3]).t() + 1e-8)
+
+
 class ModulatedConv2d(nn.Module):
     """Style-modulated conv: weight (1,out,in,k,k) × per-sample style (from `modulation`, bias 1), optionally
-    demodulated to unit output variance, run for the whole batch as one grouped conv.
+    demodulated to unit output variance. Training runs the per-sample weights as one grouped conv (for one
+    sample an ordinary conv, the cheapest form); inference on a batch (eval mode without gradients, B > 1)
+    computes the same numbers, up to rounding, as conv(x·style, weight) × `demodulation`: one ordinary conv on
+    the stored weight for the whole batch.
 
     upsample: transposed conv with stride 2, then Blur (pads chosen so H → 2H). With dilation > 1 (StyleGANEX)
     the resolution stays: [1,2,1] blur then the conv, both as dilated (dilation/2) transposed convs.
@@ -234,27 +243,31 @@ class ModulatedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        out_c, k = self.out_channel, self.kernel_size
-        weight = self.scale * self.weight * self.modulation(style).view(b, 1, c, 1, 1)  # (b, out, in, k, k)
+        style = self.modulation(style)
+        if not (self.training or torch.is_grad_enabled() or b == 1):  # inference on a batch: shared weight
+            style = style * self.scale
+            out = self._conv(x * style.view(b, c, 1, 1), self.weight[0], groups=1)
+            return out * demodulation(style, self.weight[0]).view(b, -1, 1, 1) if self.demodulate else out
+        weight = self.scale * self.weight * style.view(b, 1, c, 1, 1)  # (b, out, in, k, k)
         if self.demodulate:
             weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4], keepdim=True) + 1e-8)
-        x = x.reshape(1, b * c, h, w)
+        out = self._conv(x.reshape(1, b * c, h, w), weight.flatten(0, 1), groups=b)
+        return out.reshape(b, self.out_channel, *out.shape[-2:])
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.Tensor:
+        """The (transposed, blurred, strided, dilated) conv of `x` (N, groups·in, H, W) with `weight`
+        (groups·out, in, k, k): one group per sample, or one for the whole batch."""
+        out_c, k = self.out_channel, self.kernel_size
         if self.upsample:
-            weight = weight.transpose(1, 2).reshape(b * c, out_c, k, k)
+            weight = weight.view(groups, out_c, -1, k, k).transpose(1, 2).reshape(-1, out_c, k, k)
             if self.dilation > 1:
-                half = self.dilation // 2
-                x = F.conv_transpose2d(
-                    x, self.blur_weight.expand(b * c, 1, 3, 3), groups=b * c, dilation=half
-                )
-                out = F.conv_transpose2d(x, weight, padding=self.dilation, groups=b, dilation=half)
-            else:
-                out = self.blur(F.conv_transpose2d(x, weight, stride=2, groups=b))
-        elif self.downsample:
-            out = F.conv2d(self.blur(x), weight.reshape(b * out_c, c, k, k), stride=2, groups=b)
-        else:
-            weight = weight.reshape(b * out_c, c, k, k)
-            out = F.conv2d(x, weight, padding=self.padding, dilation=self.dilation, groups=b)
-        return out.reshape(b, out_c, *out.shape[-2:])
+                half, n = self.dilation // 2, x.shape[1]
+                x = F.conv_transpose2d(x, self.blur_weight.expand(n, 1, 3, 3), groups=n, dilation=half)
+                return F.conv_transpose2d(x, weight, padding=self.dilation, groups=groups, dilation=half)
+            return self.blur(F.conv_transpose2d(x, weight, stride=2, groups=groups))
+        if self.downsample:
+            return F.conv2d(self.blur(x), weight, stride=2, groups=groups)
+        return F.conv2d(x, weight, padding=self.padding, dilation=self.dilation, groups=groups)
 
 
 class NoiseInjection(nn.Module):

@@ -29,6 +29,7 @@ from facezoo.models.components.stylegan2 import (
     PixelNorm,
     StyleGeneratorAPI,
     _log_size,
+    demodulation,
     stylegan_channels,
 )
 
@@ -39,7 +40,9 @@ def _upsample(x: torch.Tensor) -> torch.Tensor:
 
 class ModulatedConv2d(nn.Module):
     """Style-modulated conv with the scale folded into `weight` (1,out,in,k,k); `modulation` is an
-    nn.Linear(style_dim, in) with bias 1. `upsample`: bilinear ×2 before the conv."""
+    nn.Linear(style_dim, in) with bias 1. `upsample`: bilinear ×2 before the conv. Training runs the
+    per-sample weights as one grouped conv, inference on a batch (eval, no gradients, B > 1) the shared-weight
+    form (as the core `ModulatedConv2d`)."""
 
     def __init__(
         self,
@@ -63,7 +66,13 @@ class ModulatedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[:2]
-        weight = self.weight * self.modulation(style).view(b, 1, c, 1, 1)  # (b, out, in, k, k)
+        style = self.modulation(style)
+        if not (self.training or torch.is_grad_enabled() or b == 1):  # inference on a batch: shared weight
+            x = x * style.view(b, c, 1, 1)  # before the upsampling, which is linear per channel
+            x = _upsample(x) if self.upsample else x
+            out = F.conv2d(x, self.weight[0], padding=self.kernel_size // 2)
+            return out * demodulation(style, self.weight[0]).view(b, -1, 1, 1) if self.demodulate else out
+        weight = self.weight * style.view(b, 1, c, 1, 1)  # (b, out, in, k, k)
         if self.demodulate:
             weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4], keepdim=True) + 1e-8)
         if self.upsample:

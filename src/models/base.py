@@ -208,14 +208,20 @@ class FaceZooModule(pl.LightningModule):
         return [name for name, _ in self.named_children()]
 
     @torch.no_grad()
-    def restore(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
+    def restore(self, lq: torch.Tensor, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`predict` in eval mode without grad; `inputs`: what a method takes besides the faces (DFDNet's part
+        boxes), optional: without them it uses its defaults."""
         self.check_input(lq)
         was_training = self.training
         self.eval()
         try:
-            return self.predict(lq.to(self.device))
+            return self.predict(lq.to(self.device), **{k: v.to(self.device) for k, v in inputs.items()})
         finally:
             self.train(was_training)
+
+    def evaluation_inputs(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The `restore` inputs besides the faces that evaluation takes from a batch. None by default."""
+        return {}
 
     # -- optimizers and schedulers, from the config ------------------------------------------------------
     def optimizer_groups(self) -> dict[str, Networks | dict[str, Networks]]:
@@ -333,7 +339,7 @@ class FaceZooModule(pl.LightningModule):
     # -- evaluation ------------------------------------------------------------------------------------
     def _evaluate(self, batch: dict, stage: str) -> None:
         lq, target, true_mask = eval_pair(batch)
-        out = self.restore(lq)
+        out = self.restore(lq, **self.evaluation_inputs(batch))
         image = out["image"].clamp(-1, 1)
         quality = getattr(self, f"{stage}_quality")
         quality.update(image, target)

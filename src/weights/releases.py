@@ -2,13 +2,14 @@
 architecture from its shapes), and its import into facezoo networks.
 
 Supported (`SUPPORTED`, the message of an unknown file): GPEN generators, GFP-GAN generators, StyleGAN2
-generators. DFDNet and StyleGANEX add one importer each to `IMPORTERS`.
+generators, DFDNet generators (with their dictionaries). StyleGANEX adds one importer to `IMPORTERS`.
 """
 
 import os
 from collections.abc import Callable, Mapping, Sequence
 
 from facezoo.utils.errors import FacezooError
+from facezoo.weights.dfdnet import import_dfdnet_release, is_dfdnet_generator
 from facezoo.weights.gfpgan import import_gfpgan_release, is_gfpgan_generator
 from facezoo.weights.gpen import import_gpen_release, is_gpen_generator
 from facezoo.weights.imported import Imported
@@ -18,13 +19,15 @@ from facezoo.weights.stylegan2 import basicsr_discriminator_name, import_stylega
 SUPPORTED = (
     "GPEN generators (GPEN-BFR-512/256.pth, a GPEN training checkpoint's g_ema), "
     "GFP-GAN generators (GFPGANv1.pth, GFPGANv1.3/v1.4.pth, BasicSR net_g params_ema/params), "
-    "StyleGAN2 generators (rosinality/GPEN g_ema, BasicSR StyleGAN2_*.pth params_ema, GFP-GAN clean)"
+    "StyleGAN2 generators (rosinality/GPEN g_ema, BasicSR StyleGAN2_*.pth params_ema, GFP-GAN clean), "
+    "DFDNet generators (latest_net_G.pth, BasicSR DFDNet_official-*.pth params) with --dictionary"
 )
 
 IMPORTERS: dict[str, Callable[..., Imported]] = {
     "gpen": import_gpen_release,
     "gfpgan": import_gfpgan_release,
     "stylegan2": import_stylegan2_release,
+    "dfdnet": import_dfdnet_release,
 }
 
 
@@ -61,15 +64,17 @@ def recognise(source) -> str:
         return "gfpgan"
     if _is_stylegan2(generator):
         return "stylegan2"
+    if is_dfdnet_generator(generator):
+        return "dfdnet"
     raise FacezooError(f"{_what_else(generator)}; facezoo reads facezoo checkpoints and {SUPPORTED}")
 
 
 def import_release(
-    source, method: str | None = None, discriminator=None, components: Sequence = ()
+    source, method: str | None = None, discriminator=None, components: Sequence = (), dictionary=None
 ) -> Imported:
     """An official release file (path or state) → facezoo networks. `method` (a key of `IMPORTERS`) is
-    recognised from the keys when not given; `discriminator` and `components` are files of the same
-    release."""
+    recognised from the keys when not given; `discriminator`, `components` (GFP-GAN) and `dictionary`
+    (DFDNet) are files of the same release."""
     state = as_state_dict(source)
     try:
         method = method or recognise(state)
@@ -85,4 +90,8 @@ def import_release(
                 f"--components: facial component discriminators belong to gfpgan, not {method}"
             )
         extra["components"] = components
+    if dictionary is not None:
+        if method != "dfdnet":
+            raise FacezooError(f"--dictionary: component dictionaries belong to dfdnet, not {method}")
+        extra["dictionary"] = dictionary
     return IMPORTERS[method](state, **extra)

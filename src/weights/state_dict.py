@@ -123,15 +123,20 @@ def listing(keys: Iterable[str], show: int = SHOW) -> str:
 
 def match_state_dict(source: Mapping, target: nn.Module | Mapping, what: str) -> dict[str, torch.Tensor]:
     """`source` checked against the target's state_dict: the same keys and shapes, else one FacezooError
-    naming the missing, unexpected and mis-shaped keys. → the source as a plain dict, in the target's
-    order."""
+    naming the missing, unexpected and mis-shaped keys. An empty target tensor is sized by the data it is
+    given (DFDNet's dictionaries: K atoms of the size they were built at) and takes any tensor of its number
+    of dimensions. → the source as a plain dict, in the target's order."""
     expected = target.state_dict() if isinstance(target, nn.Module) else target
+
+    def fits(got: torch.Tensor, want: torch.Tensor) -> bool:
+        return got.shape == want.shape or (want.numel() == 0 and got.ndim == want.ndim)
+
     missing = [k for k in expected if k not in source]
     unexpected = [k for k in source if k not in expected]
     shapes = [
         f"{k} {tuple(source[k].shape)} vs {tuple(expected[k].shape)}"
         for k in expected
-        if k in source and tuple(source[k].shape) != tuple(expected[k].shape)
+        if k in source and not fits(source[k], expected[k])
     ]
     if missing or unexpected or shapes:
         parts = []

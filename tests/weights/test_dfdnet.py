@@ -201,3 +201,19 @@ def test_wrong_or_missing_keys_are_named(release, official_folder):
         import_release({"conv_body_first.weight": torch.zeros(1)}, method="gfpgan", dictionary=folder)
     with pytest.raises(FacezooError, match="no discriminator"):
         import_dfdnet_release(state, dictionary=folder, discriminator="net_d.pth")
+
+
+def test_facezoo_import_writes_a_checkpoint_that_restores_as_the_release(release, official_folder, tmp_path):
+    from facezoo.checkpoints import load_model
+    from facezoo.weights.cli import main as import_main
+
+    torch.save(official_state(release), tmp_path / "latest_net_G.pth")
+    out = tmp_path / "dfdnet.ckpt"
+    assert import_main([str(tmp_path / "latest_net_G.pth"), "--dictionary", str(official_folder),
+                        "--out", str(out)]) == 0
+    assert (tmp_path / "dfdnet_vgg19.pth").is_file()
+    model = load_model(out)
+    lq = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        reference = release(lq, template_boxes(2, 64))
+    torch.testing.assert_close(model.restore(lq)["image"], reference, rtol=1e-5, atol=1e-6)

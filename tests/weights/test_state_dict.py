@@ -69,6 +69,14 @@ def test_mismatches_are_listed_in_one_line():
         match_state_dict({**net.state_dict(), **many}, net, "toy")
 
 
+def test_an_empty_target_tensor_takes_the_datas_size_but_not_another_rank():
+    target = {"atoms": torch.zeros(0, 8, 1, 1), "weight": torch.zeros(3, 8)}
+    source = {"atoms": torch.ones(5, 8, 4, 4), "weight": torch.ones(3, 8)}
+    assert match_state_dict(source, target, "net")["atoms"].shape == (5, 8, 4, 4)
+    with pytest.raises(FacezooError, match=r"atoms \(5, 8\) vs \(0, 8, 1, 1\)"):
+        match_state_dict({**source, "atoms": torch.ones(5, 8)}, target, "net")
+
+
 def test_load_state_dict_plain_and_with_key(tmp_path):
     inner = {"conv.weight": torch.arange(4.0)}
     plain = save_weights(tmp_path / "plain.pth", inner)

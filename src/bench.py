@@ -96,6 +96,18 @@ MODELS: dict[str, ModelEntry] = {
         batch={"small": 4, "paper": 1},
         task="restore",
     ),
+    "dfdnet": ModelEntry(  # the official widths; random dictionaries stand in for built ones (same cost)
+        overrides={
+            "small": ["experiment=dfdnet_synthetic", "model.dictionary=random"],  # 64 px, 16 atoms
+            # the release: 512 px, VGG-19 (a random one when the file is absent: same cost), K = 512 atoms
+            # as the official dictionaries (3.2 GB of them)
+            "paper": ["model.dictionary=random", "model.random_atoms=512",
+                      "model.generator.allow_random_vgg=true"],
+        },
+        sizes={"small": 64, "paper": 512},
+        batch={"small": 4, "paper": 1},
+        task="restore",
+    ),
     "stylegan2": ModelEntry(  # unconditional pretraining (GPEN stage 1); restore() draws EMA samples
         overrides={
             "small": ["experiment=stylegan2_synthetic"],  # 64 px, 64 channels, batch 8

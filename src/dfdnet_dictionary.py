@@ -59,6 +59,12 @@ def check_options(cfg: DictConfig) -> None:
     for option in ("init_size", "limit"):
         if cfg[option] is not None:
             _count(cfg, option, 1)
+    width = cfg.width
+    if isinstance(width, bool) or not isinstance(width, int | float) or not width > 0:
+        raise ConfigError(f"width={width!r}: expected a positive number (1.0: VGG-19's own widths)")
+    if width != 1 and (not cfg.vgg.allow_random or cfg.vgg.weights is not None):
+        raise ConfigError(f"width={width}: only a random VGG-19 can be narrowed (the VGG-19 file is width "
+                          "1.0); expected vgg.allow_random=true and vgg.weights=null, or width=1.0")
     if cfg.boxes not in BOX_SOURCES:
         raise ConfigError(f"boxes={cfg.boxes}: expected one of {', '.join(BOX_SOURCES)}")
     layout(cfg.out)
@@ -136,8 +142,10 @@ def part_boxes(cfg: DictConfig, folder: ImageFolder, names: list[str]) -> dict[s
 
 def vgg_features(cfg: DictConfig, device: torch.device) -> tuple[Callable[[Tensor], list[Tensor]], str]:
     """DFDNet's frozen VGG-19 encoder as `images in [-1, 1] → [relu2_2, relu3_4, relu4_4, conv5_4]`, and the
-    name of its weight file ("random" with `vgg.allow_random` and no file: a loud warning is logged)."""
-    vgg = VGG19Features(list(VGG_LAYERS), cfg.vgg.weights, cfg.vgg.allow_random).eval().to(device)
+    name of its weight file ("random" with `vgg.allow_random` and no file, or with `width` != 1: a loud
+    warning is logged)."""
+    vgg = VGG19Features(list(VGG_LAYERS), cfg.vgg.weights, cfg.vgg.allow_random, width=cfg.width)
+    vgg = vgg.eval().to(device)
     name = vgg.weights_file.name if vgg.weights_file is not None else "random"
 
     def features(images: Tensor) -> list[Tensor]:
@@ -162,7 +170,7 @@ def build(cfg: DictConfig) -> dict:
                         generator=torch.Generator().manual_seed(cfg.seed))
     features, vgg_file = vgg_features(cfg, device)
     builder = DictionaryBuilder(features, cfg.image_size, cfg.k, cfg.seed, cfg.passes, cfg.lloyd_passes,
-                                cfg.init_size, device)
+                                cfg.init_size, device, cfg.width)
 
     def on_pass(number: int, inertia: dict) -> None:
         kind = "mini-batch" if number <= cfg.passes else "Lloyd"

@@ -49,12 +49,17 @@ def _names() -> tuple[str, ...]:
 NAMES = _names()  # NAMES[i] names torchvision's vgg19().features[i]
 
 
-def _conv_shapes(stack: tuple[str, ...]) -> dict[int, tuple[int, int]]:
+def scaled_width(channels: int, width: float) -> int:
+    """``channels`` (of a VGG19 layer, or of a network built on its features) × ``width``, at least 1."""
+    return max(1, round(channels * width))
+
+
+def _conv_shapes(stack: tuple[str, ...], width: float = 1.0) -> dict[int, tuple[int, int]]:
     """``{torchvision index: (out_channels, in_channels)}`` of the 3x3 convolutions in ``stack``."""
     shapes, in_ch = {}, 3
     for index, name in enumerate(stack):
         if name.startswith("conv"):
-            out_ch = _WIDTHS[int(name[4]) - 1]
+            out_ch = scaled_width(_WIDTHS[int(name[4]) - 1], width)
             shapes[index], in_ch = (out_ch, in_ch), out_ch
     return shapes
 
@@ -105,6 +110,8 @@ class VGG19Features(nn.Module):
             folder and torch hub's cache.
         allow_random: when the file is not found, warn loudly and use a fixed-seed random init instead of
             raising ``WeightsNotFoundError`` (tests and smoke runs only).
+        width: every conv's channels × ``width`` (``scaled_width``); != 1 only for the random init (no file
+            is searched), for networks whose widths follow the VGG's (DFDNet's tiny test configs).
     """
 
     def __init__(
@@ -114,9 +121,15 @@ class VGG19Features(nn.Module):
         allow_random: bool = False,
         input_norm: str = "imagenet",
         input_range: str = "[-1,1]",
+        width: float = 1.0,
     ) -> None:
         super().__init__()
         self.layers = list(layers)
+        if not width > 0 or (width != 1 and (weights is not None or not allow_random)):
+            raise ConfigError(
+                f"VGG19 width={width}: expected 1.0 (the VGG19 file's), or a positive width with the random "
+                "VGG19 only (allow_random and no weights file)"
+            )
         unknown = [name for name in self.layers if name not in NAMES]
         if not self.layers or unknown:
             raise ConfigError(f"VGG19 layers {unknown or '[]'} unknown; choose from {', '.join(NAMES)}")
@@ -127,8 +140,10 @@ class VGG19Features(nn.Module):
         self.input_norm, self.input_range = input_norm, input_range
         self.stack = NAMES[: max(NAMES.index(name) for name in self.layers) + 1]
 
-        shapes = _conv_shapes(self.stack)
-        self.weights_file = resolve("vgg19", explicit=weights, required=not allow_random, option=_OPTION)
+        shapes = _conv_shapes(self.stack, width)
+        self.weights_file = None
+        if width == 1:
+            self.weights_file = resolve("vgg19", explicit=weights, required=not allow_random, option=_OPTION)
         if self.weights_file is None:
             warn_random_init("VGG19 (perceptual loss)")
             params = _random(shapes)

@@ -76,7 +76,7 @@ class DFDNetModule(FaceZooModule):
         if dictionary == RANDOM and generator.use_dictionary:
             log.warning("!!! DFDNet: RANDOM component dictionaries (model.dictionary=random, %d atoms): for "
                         "benchmarks and tests only !!!", random_atoms)
-            generator.dictionary.set_atoms(random_dictionary(random_atoms, size).atoms)
+            generator.dictionary.set_atoms(random_dictionary(random_atoms, size, width=generator.width).atoms)
         self.generator_ema = self.make_ema(generator, ema_decay) if ema_decay else None
 
     # -- the input contract and inference --------------------------------------------------------------
@@ -114,14 +114,14 @@ class DFDNetModule(FaceZooModule):
     # -- the dictionaries ------------------------------------------------------------------------------
     def load_dictionary(self, path: str) -> None:
         """Fill the generator's (and the EMA's) dictionaries from a file of any layout `load_dictionary`
-        reads, for faces of the model's size."""
-        atoms = load_dictionary(path, self.size).atoms
+        reads, for faces of the model's size and the generator's width."""
+        atoms = load_dictionary(path, self.size, self.generator.width).atoms
         for net in filter(None, (self.generator, self.generator_ema and self.generator_ema.module)):
             net.dictionary.set_atoms(atoms)
 
     def build_dictionary(self, path: str) -> None:
         """Build the dictionary file `path` with facezoo-dfdnet-dictionary's `build`, from the options of
-        `build_dictionary`, for faces of the model's size and with the generator's VGG-19 file."""
+        `build_dictionary`, for faces of the model's size and with the generator's VGG-19 (file and width)."""
         from omegaconf import OmegaConf
 
         from facezoo.cli import CONF_DIR
@@ -132,7 +132,7 @@ class DFDNetModule(FaceZooModule):
             defaults.pop(key)
         found = self.generator.vgg.net.weights_file  # the same VGG-19 (a random one: the same seeded one)
         vgg = {"weights": None if found is None else str(found), "allow_random": found is None}
-        fixed = {"out": path, "image_size": self.size, "vgg": vgg}
+        fixed = {"out": path, "image_size": self.size, "vgg": vgg, "width": self.generator.width}
         build(OmegaConf.merge(defaults, dict(self.hparams.build_dictionary), fixed))
 
     def on_fit_start(self) -> None:

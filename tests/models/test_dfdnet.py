@@ -39,6 +39,7 @@ def test_a_missing_dictionary_is_built_from_the_train_split_then_reused(tmp_path
     fit_repeated(model, batch, 1)
     built = load_dictionary(path, 64)
     assert built.metadata["faces"] == "24" and built.metadata["boxes"] == "data"
+    assert built.width == model.generator.width == 0.125  # the generator's (narrow, tiny) VGG
     for part in PARTS:
         for scale in SCALES:
             atoms = model.generator.dictionary.atoms(part, scale)
@@ -75,7 +76,7 @@ def test_a_tiny_dfdnet_overfits_a_batch(tmp_path, data_dir):
         return F.mse_loss(model.restore(batch["lq"], boxes=batch["boxes"])["image"], batch["hq"]).item()
 
     before = error()
-    fit_repeated(model, batch, 6)
+    fit_repeated(model, batch, 16)
     assert error() < 0.5 * before
 
 

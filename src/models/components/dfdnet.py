@@ -22,6 +22,9 @@ four doublings), with `boxes` (B, 4, 4): (x1, y1, x2, y2) pixel boxes of left ey
 batch element 0 only). The dictionary atoms keep the size they were built at (`dfdnet_parts.atom_size` for
 that face size); parts are resized to them, so any face size works, best at the size the dictionary was
 built for.
+
+`width` (ours, for tiny test configs) scales every channel count: the VGG-19's (a random one: the VGG-19
+file is width 1), the dictionaries' and confidence blocks' (`dfdnet_parts.channels`) and the decoder's.
 """
 
 import torch
@@ -29,8 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facezoo.losses.frozen import Frozen
-from facezoo.losses.perceptual import VGG19Features
-from facezoo.models.components.dfdnet_parts import CHANNELS, PARTS, SCALES, stride
+from facezoo.losses.perceptual import VGG19Features, scaled_width
+from facezoo.models.components.dfdnet_parts import PARTS, SCALES, channels, stride
 from facezoo.utils.errors import ConfigError
 
 VGG_LAYERS = ("relu2_2", "relu3_4", "relu4_4", "conv5_4")  # SCALES order
@@ -172,15 +175,16 @@ class UpResBlock(nn.Module):
 
 class ComponentDictionary(nn.Module):
     """The multi-scale component dictionaries (paper Sec. 3.1): buffers `{part}_{scale}` of shape
-    (K, C, h, w), `scale` in `SCALES` (feature size at 512), C = `CHANNELS[scale]`. K and the atom size come
-    from the data (the official files, the BasicSR file or facezoo-dfdnet-dictionary), so loading a
+    (K, C, h, w), `scale` in `SCALES` (feature size at 512), C = `channels(scale, width)`. K and the atom size
+    come from the data (the official files, the BasicSR file or facezoo-dfdnet-dictionary), so loading a
     state_dict adopts the stored shapes; only C is checked. Empty (K = 0) until atoms are given."""
 
-    def __init__(self, atoms=None) -> None:
+    def __init__(self, atoms=None, width: float = 1.0) -> None:
         super().__init__()
+        self.width = width
         for part in PARTS:
             for scale in SCALES:
-                self.register_buffer(f"{part}_{scale}", torch.zeros(0, CHANNELS[scale], 1, 1))
+                self.register_buffer(f"{part}_{scale}", torch.zeros(0, channels(scale, width), 1, 1))
         if atoms is not None:
             self.set_atoms(atoms)
 
@@ -193,15 +197,16 @@ class ComponentDictionary(nn.Module):
                     found = atoms[part][scale] if scale in atoms[part] else atoms[part][str(scale)]
                 except (KeyError, TypeError):
                     raise ConfigError(f"DFDNet dictionary: no atoms for {part} at scale {scale}") from None
-                setattr(self, f"{part}_{scale}", self.checked(f"{part}_{scale}", torch.as_tensor(found)))
+                found = torch.as_tensor(found)
+                setattr(self, f"{part}_{scale}", self.checked(f"{part}_{scale}", found, self.width))
 
     @staticmethod
-    def checked(name: str, atoms: Tensor) -> Tensor:
+    def checked(name: str, atoms: Tensor, width: float = 1.0) -> Tensor:
         """`atoms` for buffer `name` as float32, or a ConfigError naming it when not (K, C, h, w)."""
-        channels = CHANNELS[int(name.rsplit("_", 1)[1])]
-        if atoms.ndim != 4 or atoms.shape[1] != channels:
+        expected = channels(int(name.rsplit("_", 1)[1]), width)
+        if atoms.ndim != 4 or atoms.shape[1] != expected:
             raise ConfigError(
-                f"DFDNet dictionary {name}: expected (K, {channels}, h, w) atoms, got {tuple(atoms.shape)}"
+                f"DFDNet dictionary {name}: expected (K, {expected}, h, w) atoms, got {tuple(atoms.shape)}"
             )
         return atoms.float()
 
@@ -217,7 +222,7 @@ class ComponentDictionary(nn.Module):
         for name, buffer in self._buffers.items():
             stored = state_dict.get(prefix + name)
             if torch.is_tensor(stored) and stored.shape != buffer.shape:  # the stored K and atom size
-                shape = self.checked(name, stored).shape
+                shape = self.checked(name, stored, self.width).shape
                 self._buffers[name] = torch.empty(shape, device=buffer.device, dtype=buffer.dtype)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -366,6 +371,7 @@ class DFDNet(nn.Module):
         use_cadain: False matches and transfers the raw atoms (ablation without CAdaIN).
         use_confidence: False blends with Conf ≡ 1, F̂ = F + RDic* (ablation without the confidence block).
         scales: the scale indices (0 = 256 … 3 = 32 at 512) that get DFT blocks; e.g. (0,) for one scale.
+        width: every channel count × `width` (the module docstring); a given `vgg` must be that wide.
     """
 
     def __init__(
@@ -378,38 +384,45 @@ class DFDNet(nn.Module):
         use_cadain: bool = True,
         use_confidence: bool = True,
         scales: tuple[int, ...] | list[int] = (0, 1, 2, 3),
+        width: float = 1.0,
     ) -> None:
         super().__init__()
+        if not width > 0:
+            raise ConfigError(f"DFDNet width must be positive, got {width}")
+        self.width = width
         self.scales = tuple(sorted({int(s) for s in scales})) if use_dictionary else ()
         if use_dictionary and (not self.scales or not set(self.scales) <= set(range(len(SCALES)))):
             raise ConfigError(f"DFDNet scales must be a non-empty subset of 0..3, got {list(scales)}")
         self.use_dictionary, self.use_cadain, self.use_confidence = use_dictionary, use_cadain, use_confidence
         if vgg is None:
-            vgg = VGG19Features(list(VGG_LAYERS), vgg_weights, allow_random_vgg, input_norm="none")
+            vgg = VGG19Features(
+                list(VGG_LAYERS), vgg_weights, allow_random_vgg, input_norm="none", width=width
+            )
         self.vgg = Frozen(vgg.to(memory_format=torch.channels_last))  # channels-last convs: faster on CPU
         self.register_buffer("rgb_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("rgb_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         if use_dictionary:
-            self.dictionary = ComponentDictionary(dictionary)
+            self.dictionary = ComponentDictionary(dictionary, width)
             if use_confidence:
                 self.attn_blocks = nn.ModuleDict(
                     {
-                        f"{part}_{SCALES[i]}": confidence_block(CHANNELS[SCALES[i]])
+                        f"{part}_{SCALES[i]}": confidence_block(channels(SCALES[i], width))
                         for i in self.scales
                         for part in PARTS
                     }
                 )
-        self.multi_scale_dilation = MSDilationBlock(NUM_FEAT * 8)
-        self.upsample0 = SFTUpBlock(NUM_FEAT * 8, NUM_FEAT * 8)
-        self.upsample1 = SFTUpBlock(NUM_FEAT * 8, NUM_FEAT * 4)
-        self.upsample2 = SFTUpBlock(NUM_FEAT * 4, NUM_FEAT * 2)
-        self.upsample3 = SFTUpBlock(NUM_FEAT * 2, NUM_FEAT)
+        f1, f2, f4, f8 = (scaled_width(NUM_FEAT * m, width) for m in (1, 2, 4, 8))  # = the VGG's widths
+        self.multi_scale_dilation = MSDilationBlock(f8)
+        self.upsample0 = SFTUpBlock(f8, f8)
+        self.upsample1 = SFTUpBlock(f8, f4)
+        self.upsample2 = SFTUpBlock(f4, f2)
+        self.upsample3 = SFTUpBlock(f2, f1)
         self.upsample4 = nn.Sequential(
-            SNConv2d(NUM_FEAT, NUM_FEAT),
+            SNConv2d(f1, f1),
             nn.LeakyReLU(0.2, inplace=True),
-            UpResBlock(NUM_FEAT),
-            UpResBlock(NUM_FEAT),
-            nn.Conv2d(NUM_FEAT, 3, 3, 1, 1),
+            UpResBlock(f1),
+            UpResBlock(f1),
+            nn.Conv2d(f1, 3, 3, 1, 1),
             nn.Tanh(),
         )
 

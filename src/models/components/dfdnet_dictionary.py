@@ -9,11 +9,13 @@ dictionaries hold K = 512 atoms per part and scale (DictionaryCenter512/*_center
 paper's text gives no K).
 
 Files (`load_dictionary` / `save_dictionary` pick the layout from the path):
-- `*.safetensors` (facezoo's): tensors `{part}.{scale}` (K, C, a, a) float32, metadata `format`, `image_size`;
+- `*.safetensors` (facezoo's): tensors `{part}.{scale}` (K, C, a, a) float32, metadata `format`, `image_size`
+  and `width` (the VGG's width, `dfdnet_parts.channels`: 1.0 but in tiny test configs; absent: 1.0);
 - a folder (the official `DictionaryCenter512/`): `{part}_{scale}_center.npy`, each a (K, C·a·a) float array;
 - `*.pth` / `*.pt` (BasicSR's `DFDNet_dict_512-*.pth`): `{'256': {'left_eye': (K, 128, 40, 40), ...}, ...}`,
   read with `torch.load(weights_only=True)`.
-The official and BasicSR files carry no image size: they are read as 512 px dictionaries unless told so.
+The official and BasicSR files carry no image size nor width: they are read as 512 px dictionaries of width
+1.0 unless told so.
 
 `DictionaryAtoms` is what the files hold; the network keeps its atoms in `dfdnet.ComponentDictionary`
 buffers (`ComponentDictionary(load_dictionary(path).atoms)`).
@@ -42,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from facezoo.models.components.dfdnet import part_cells
-from facezoo.models.components.dfdnet_parts import CHANNELS, PARTS, REFERENCE_SIZE, SCALES, atom_size, stride
+from facezoo.models.components.dfdnet_parts import PARTS, REFERENCE_SIZE, SCALES, atom_size, channels, stride
 from facezoo.utils.atomic import atomic_file
 from facezoo.utils.errors import DataError
 from facezoo.weights.state_dict import first_line, load_state_dict
@@ -54,21 +56,30 @@ TORCH_SUFFIXES = (".pth", ".pt")
 Key = tuple[str, int]  # (part, scale)
 
 
-def atom_shape(part: str, scale: int, image_size: int = REFERENCE_SIZE) -> tuple[int, int, int]:
-    """(C, a, a) of `part`'s atoms at feature scale `scale` (256/128/64/32) for `image_size` faces."""
+def atom_shape(
+    part: str, scale: int, image_size: int = REFERENCE_SIZE, width: float = 1.0
+) -> tuple[int, int, int]:
+    """(C, a, a) of `part`'s atoms at feature scale `scale` (256/128/64/32) for `image_size` faces and a VGG
+    `width` times as wide as VGG-19."""
     side = atom_size(part, SCALES.index(scale), image_size)
-    return CHANNELS[scale], side, side
+    return channels(scale, width), side, side
 
 
-def _expected(scale: int, image_size: int) -> str:
-    shapes = ", ".join(f"{p} (K, {', '.join(map(str, atom_shape(p, scale, image_size)))})" for p in PARTS)
-    return f"expected {shapes} for {image_size} px faces"
+def _faces(image_size: int, width: float) -> str:
+    return f"{image_size} px faces" + (f", width {width}" if width != 1 else "")
+
+
+def _expected(scale: int, image_size: int, width: float) -> str:
+    sides = {p: ", ".join(map(str, atom_shape(p, scale, image_size, width))) for p in PARTS}
+    shapes = ", ".join(f"{p} (K, {shape})" for p, shape in sides.items())
+    return f"expected {shapes} for {_faces(image_size, width)}"
 
 
 class DictionaryAtoms:
     """`atoms[part][scale]`: (K, C, a, a) float32 tensors for every part in `PARTS` and scale in `SCALES`, of
-    `image_size` faces; `metadata` (str → str) travels with the safetensors file. A missing part or scale,
-    or an atom of the wrong shape, is a DataError naming `source` (the file it came from)."""
+    `image_size` faces and a VGG of `width` (C = `channels(scale, width)`); `metadata` (str → str) travels
+    with the safetensors file. A missing part or scale, or an atom of the wrong shape, is a DataError naming
+    `source` (the file it came from)."""
 
     def __init__(
         self,
@@ -76,22 +87,23 @@ class DictionaryAtoms:
         image_size: int = REFERENCE_SIZE,
         metadata: Mapping[str, str] | None = None,
         source: str | os.PathLike = "DFDNet dictionary",
+        width: float = 1.0,
     ) -> None:
-        self.image_size, self.metadata = int(image_size), dict(metadata or {})
+        self.image_size, self.width, self.metadata = int(image_size), float(width), dict(metadata or {})
         self.atoms: dict[str, dict[int, Tensor]] = {}
         for part in PARTS:
             for scale in SCALES:
                 found = atoms.get(part, {}).get(scale)
                 if found is None:
-                    expected = _expected(scale, self.image_size)
+                    expected = _expected(scale, self.image_size, self.width)
                     raise DataError(f"{source}: no {part} atoms at scale {scale} ({expected})")
-                shape = atom_shape(part, scale, self.image_size)
+                shape = atom_shape(part, scale, self.image_size, self.width)
                 fits = torch.is_tensor(found) and found.ndim == 4 and found.shape[1:] == shape and len(found)
                 if not fits:
                     got = tuple(found.shape) if torch.is_tensor(found) else type(found).__name__
                     raise DataError(
                         f"{source}: {part} atoms at scale {scale} are {got}, expected (K, "
-                        f"{', '.join(map(str, shape))}) for {self.image_size} px faces"
+                        f"{', '.join(map(str, shape))}) for {_faces(self.image_size, self.width)}"
                     )
                 self.atoms.setdefault(part, {})[scale] = found.detach().float().contiguous()
 
@@ -103,20 +115,23 @@ class DictionaryAtoms:
         return ((part, scale, self.atoms[part][scale]) for part in PARTS for scale in SCALES)
 
 
-def random_dictionary(k: int, image_size: int = REFERENCE_SIZE, seed: int = 0) -> "DictionaryAtoms":
+def random_dictionary(
+    k: int, image_size: int = REFERENCE_SIZE, seed: int = 0, width: float = 1.0
+) -> "DictionaryAtoms":
     """`k` seeded standard-normal atoms per part and scale: for benchmarks and tests only (the cost of the
     real thing, none of its meaning)."""
     generator = torch.Generator().manual_seed(seed)
-    atoms = {part: {scale: torch.randn(k, *atom_shape(part, scale, image_size), generator=generator)
+    atoms = {part: {scale: torch.randn(k, *atom_shape(part, scale, image_size, width), generator=generator)
                     for scale in SCALES} for part in PARTS}
-    return DictionaryAtoms(atoms, image_size, {"random": str(seed)}, "random dictionary")
+    return DictionaryAtoms(atoms, image_size, {"random": str(seed)}, "random dictionary", width)
 
 
 # --- files --------------------------------------------------------------------------------------------------
 
 
 def read_safetensors(path: str | os.PathLike) -> DictionaryAtoms:
-    """facezoo's file: tensors `{part}.{scale}`, metadata `format` = FORMAT and `image_size`."""
+    """facezoo's file: tensors `{part}.{scale}`, metadata `format` = FORMAT, `image_size` and `width` (1.0
+    when absent)."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -128,11 +143,16 @@ def read_safetensors(path: str | os.PathLike) -> DictionaryAtoms:
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise DataError(f"{path}: not a readable safetensors file ({first_line(err)})") from None
-    if metadata.get("format") != FORMAT or not metadata.get("image_size", "").isdigit():
+    try:
+        width = float(metadata.get("width", "1.0"))
+    except ValueError:
+        width = math.nan
+    if metadata.get("format") != FORMAT or not metadata.get("image_size", "").isdigit() or not width > 0:
         raise DataError(
-            f"{path}: not a facezoo DFDNet dictionary (expected metadata format={FORMAT} and image_size, "
-            f"found {metadata or 'none'})"
+            f"{path}: not a facezoo DFDNet dictionary (expected metadata format={FORMAT}, image_size and a "
+            f"positive width, found {metadata or 'none'})"
         )
+    metadata.pop("width", None)
     atoms: dict[str, dict[int, Tensor]] = {}
     for key, value in tensors.items():
         part, _, scale = key.partition(".")
@@ -140,13 +160,14 @@ def read_safetensors(path: str | os.PathLike) -> DictionaryAtoms:
             expected = "expected '{part}.{scale}', e.g. 'nose.64'"
             raise DataError(f"{path}: unexpected tensor '{key}' ({expected})")
         atoms.setdefault(part, {})[int(scale)] = value
-    return DictionaryAtoms(atoms, int(metadata.pop("image_size")), metadata, path)
+    return DictionaryAtoms(atoms, int(metadata.pop("image_size")), metadata, path, width)
 
 
 def write_safetensors(dictionary: DictionaryAtoms, path: str | os.PathLike) -> Path:
     from safetensors.torch import save
 
-    metadata = {**dictionary.metadata, "format": FORMAT, "image_size": str(dictionary.image_size)}
+    metadata = {**dictionary.metadata, "format": FORMAT, "image_size": str(dictionary.image_size),
+                "width": str(dictionary.width)}
     tensors = {f"{part}.{scale}": atoms for part, scale, atoms in dictionary.items()}
     with atomic_file(path) as f:
         f.write(save(tensors, metadata))
@@ -157,7 +178,9 @@ def official_file(folder: Path, part: str, scale: int) -> Path:
     return folder / f"{part}_{scale}_center.npy"
 
 
-def read_official_folder(folder: str | os.PathLike, image_size: int = REFERENCE_SIZE) -> DictionaryAtoms:
+def read_official_folder(
+    folder: str | os.PathLike, image_size: int = REFERENCE_SIZE, width: float = 1.0
+) -> DictionaryAtoms:
     """The official `DictionaryCenter512/` folder: `{part}_{scale}_center.npy`, (K, C·a·a) arrays each."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -165,9 +188,9 @@ def read_official_folder(folder: str | os.PathLike, image_size: int = REFERENCE_
     atoms: dict[str, dict[int, Tensor]] = {}
     for part in PARTS:
         for scale in SCALES:
-            path, shape = official_file(folder, part, scale), atom_shape(part, scale, image_size)
+            path, shape = official_file(folder, part, scale), atom_shape(part, scale, image_size, width)
             size, sides = math.prod(shape), " × ".join(map(str, shape))
-            expected = f"a (K, {size}) array: K atoms of {sides} for {image_size} px faces"
+            expected = f"a (K, {size}) array: K atoms of {sides} for {_faces(image_size, width)}"
             if not path.is_file():
                 raise DataError(f"{path}: not found (expected {expected})")
             try:
@@ -177,7 +200,7 @@ def read_official_folder(folder: str | os.PathLike, image_size: int = REFERENCE_
             if array.ndim != 2 or array.shape[1] != size or not np.issubdtype(array.dtype, np.floating):
                 raise DataError(f"{path}: {array.dtype} array of shape {array.shape}, expected {expected}")
             atoms.setdefault(part, {})[scale] = torch.from_numpy(array.astype(np.float32)).view(-1, *shape)
-    return DictionaryAtoms(atoms, image_size, source=folder)
+    return DictionaryAtoms(atoms, image_size, source=folder, width=width)
 
 
 def write_official_folder(dictionary: DictionaryAtoms, folder: str | os.PathLike) -> Path:
@@ -188,7 +211,9 @@ def write_official_folder(dictionary: DictionaryAtoms, folder: str | os.PathLike
     return folder
 
 
-def read_basicsr(path: str | os.PathLike, image_size: int = REFERENCE_SIZE) -> DictionaryAtoms:
+def read_basicsr(
+    path: str | os.PathLike, image_size: int = REFERENCE_SIZE, width: float = 1.0
+) -> DictionaryAtoms:
     """BasicSR's `DFDNet_dict_512-*.pth`: {'256': {'left_eye': (K, 128, 40, 40), ...}, '128': ..., ...}."""
     path = Path(path)
     if not path.is_file():
@@ -203,7 +228,7 @@ def read_basicsr(path: str | os.PathLike, image_size: int = REFERENCE_SIZE) -> D
         for part in PARTS:
             if part in parts:
                 atoms.setdefault(part, {})[scale] = parts[part]
-    return DictionaryAtoms(atoms, image_size, source=path)
+    return DictionaryAtoms(atoms, image_size, source=path, width=width)
 
 
 def write_basicsr(dictionary: DictionaryAtoms, path: str | os.PathLike) -> Path:
@@ -213,23 +238,27 @@ def write_basicsr(dictionary: DictionaryAtoms, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def load_dictionary(path: str | os.PathLike, image_size: int | None = None) -> DictionaryAtoms:
+def load_dictionary(
+    path: str | os.PathLike, image_size: int | None = None, width: float | None = None
+) -> DictionaryAtoms:
     """A dictionary file in any of the three layouts (see the module docstring), by its path: a folder is the
-    official layout, `.pth`/`.pt` BasicSR's, `.safetensors` facezoo's. `image_size` (None: the file's own, 512
-    for the official and BasicSR layouts) is checked against a safetensors file's."""
+    official layout, `.pth`/`.pt` BasicSR's, `.safetensors` facezoo's. `image_size` and `width` (None: the
+    file's own, 512 and 1.0 for the official and BasicSR layouts) are checked against a safetensors file's."""
     path = Path(path)
     layouts = "expected a .safetensors file, BasicSR's .pth or the official DictionaryCenter512/ folder"
     if not path.exists():
         raise DataError(f"{path}: DFDNet dictionary not found ({layouts})")
     if path.is_dir():
-        return read_official_folder(path, image_size or REFERENCE_SIZE)
+        return read_official_folder(path, image_size or REFERENCE_SIZE, width or 1.0)
     if path.suffix in TORCH_SUFFIXES:
-        return read_basicsr(path, image_size or REFERENCE_SIZE)
+        return read_basicsr(path, image_size or REFERENCE_SIZE, width or 1.0)
     if path.suffix != ".safetensors":
         raise DataError(f"{path}: not a DFDNet dictionary ({layouts})")
     dictionary = read_safetensors(path)
     if image_size is not None and dictionary.image_size != image_size:
         raise DataError(f"{path}: a dictionary of {dictionary.image_size} px faces, expected {image_size} px")
+    if width is not None and dictionary.width != width:
+        raise DataError(f"{path}: a dictionary of a VGG of width {dictionary.width}, expected width {width}")
     return dictionary
 
 
@@ -253,19 +282,21 @@ def save_dictionary(dictionary: DictionaryAtoms, path: str | os.PathLike) -> Pat
 # --- building -----------------------------------------------------------------------------------------------
 
 
-def part_samples(features: list[Tensor], boxes: Tensor, image_size: int) -> dict[Key, Tensor]:
+def part_samples(
+    features: list[Tensor], boxes: Tensor, image_size: int, width: float = 1.0
+) -> dict[Key, Tensor]:
     """The dictionary samples of a batch: (part, scale) → (B, C·a·a), the part's features at that scale as the
     DFT blocks see them (`dfdnet.part_cells` slice, bilinearly resized to the atom side a). `features`: the
-    four VGG features (B, C, image_size / stride, ...) finest first; `boxes`: (B, 4, 4) part boxes (x1, y1,
-    x2, y2) in image pixels, `PARTS` order."""
+    four VGG features (B, C, image_size / stride, ...) finest first, C = `channels(scale, width)`; `boxes`:
+    (B, 4, 4) part boxes (x1, y1, x2, y2) in image pixels, `PARTS` order."""
     if len(features) != len(SCALES):
         layers = "relu2_2, relu3_4, relu4_4, conv5_4"
         raise ValueError(f"expected {len(SCALES)} VGG features ({layers}), got {len(features)}")
     samples = {}
     for index, (scale, feature) in enumerate(zip(SCALES, features, strict=True)):
-        cells = image_size // stride(index)
-        if feature.shape[1] != CHANNELS[scale] or feature.shape[-2:] != (cells, cells):
-            expected = f"(B, {CHANNELS[scale]}, {cells}, {cells}) for {image_size} px faces"
+        cells, depth = image_size // stride(index), channels(scale, width)
+        if feature.shape[1] != depth or feature.shape[-2:] != (cells, cells):
+            expected = f"(B, {depth}, {cells}, {cells}) for {_faces(image_size, width)}"
             raise ValueError(f"VGG feature {index} is {tuple(feature.shape)}, expected {expected}")
         for row, part in enumerate(PARTS):
             side = atom_size(part, index, image_size)
@@ -402,6 +433,7 @@ class DictionaryBuilder:
         init_size: samples the k-means++ seeding draws from (None: 3·k), buffered per part and scale: at
             512 px and k = 512, ~3 × 3.2 GB, freed once seeded.
         device: where the K-means state lives (the features are moved there).
+        width: the VGG's width (`dfdnet_parts.channels`): 1.0 but for tiny test configs.
     """
 
     def __init__(
@@ -414,8 +446,10 @@ class DictionaryBuilder:
         lloyd_passes: int = 2,
         init_size: int | None = None,
         device: str | torch.device = "cpu",
+        width: float = 1.0,
     ) -> None:
         self.features, self.image_size, self.device = features, int(image_size), torch.device(device)
+        self.width = float(width)
         self.passes, self.lloyd_passes = int(passes), int(lloyd_passes)
         generator = torch.Generator().manual_seed(int(seed))
         init = 3 * int(k) if init_size is None else int(init_size)
@@ -433,7 +467,7 @@ class DictionaryBuilder:
     def add(self, images: Tensor, boxes: Tensor) -> None:
         """One batch: (B, 3, S, S) faces in [-1, 1] and their (B, 4, 4) part boxes in pixels."""
         images = images.to(self.device, torch.float32)
-        for key, samples in part_samples(self.features(images), boxes, self.image_size).items():
+        for key, samples in part_samples(self.features(images), boxes, self.image_size, self.width).items():
             self.kmeans[key].add(samples.float())
 
     def end_pass(self) -> dict[Key, float]:
@@ -447,9 +481,9 @@ class DictionaryBuilder:
         for (part, scale), kmeans in self.kmeans.items():
             if kmeans.centres is None:
                 raise RuntimeError("DictionaryBuilder.dictionary() before a pass over the data ended")
-            shape = atom_shape(part, scale, self.image_size)
+            shape = atom_shape(part, scale, self.image_size, self.width)
             atoms.setdefault(part, {})[scale] = kmeans.centres.view(-1, *shape).cpu()
-        return DictionaryAtoms(atoms, self.image_size)
+        return DictionaryAtoms(atoms, self.image_size, width=self.width)
 
     def fit(
         self, batches: Iterable[tuple[Tensor, Tensor]], advance: Callable[[int], None] | None = None,

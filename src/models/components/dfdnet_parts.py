@@ -11,13 +11,15 @@ test_FaceDict.py `get_part_location`):
 - a part's box from 68 dlib/iBUG landmarks: left eye = brow 17–21 + eye 36–41, right eye = 22–26 + 42–47,
   nose = 29–35, mouth = 48–67; centre = the group's mean, half = max(largest x/y extent / 2, 16),
   box = (centre − half + 1, centre + half) truncated to integers (`astype(int)`).
-For an input of another size the part sizes, and the 16 px minimum half size, scale by image_size / 512.
+For an input of another size the part sizes, and the 16 px minimum half size, scale by image_size / 512; a
+network `width` times as wide (ours, for tiny test configs) has `channels(scale, width)` feature channels.
 """
 
 import torch
 from torch import Tensor
 
 from facezoo.faces.align import FACE_TEMPLATE_512
+from facezoo.losses.perceptual import scaled_width
 
 PARTS = ("left_eye", "right_eye", "nose", "mouth")  # = datamodules.batch.COMPONENTS
 SCALES = (256, 128, 64, 32)  # feature resolutions at a 512 input, finest first (strides 2, 4, 8, 16)
@@ -32,6 +34,12 @@ LANDMARK_GROUPS = {
     "nose": tuple(range(29, 36)),
     "mouth": tuple(range(48, 68)),
 }
+
+
+def channels(scale: int, width: float = 1.0) -> int:
+    """Channels of the VGG-19 feature (and the atoms) at feature scale `scale` (256/128/64/32) of a VGG
+    `width` times as wide as VGG-19 (`VGG19Features(width=...)`): `CHANNELS[scale]` at width 1."""
+    return scaled_width(CHANNELS[scale], width)
 
 
 def stride(scale_index: int) -> int:

@@ -2,8 +2,8 @@
 sizes and box rule, CAdaIN matching against a direct computation, the DFT block against a per-face reference
 written the official way (slices, F.interpolate, a conv of each part alone), a batch against single runs, the
 spectral norm against PyTorch's, the ablation switches and the input contract. The VGG-19 is randomly
-initialised on purpose (tests never read pretrained files); sizes are tiny (64 px faces, K = 4 atoms).
-(Official and BasicSR weights: tests/weights/test_dfdnet.py.)"""
+initialised on purpose (tests never read pretrained files); sizes are tiny (64 px faces, K = 4 atoms, the
+network 1/8 as wide). (Official and BasicSR weights and shapes, at width 1: tests/weights/test_dfdnet.py.)"""
 
 import numpy as np
 import pytest
@@ -27,26 +27,27 @@ from facezoo.models.components.dfdnet_parts import (
     PARTS,
     atom_size,
     boxes_from_landmarks,
+    channels,
     template_boxes,
 )
 from facezoo.utils.errors import ConfigError
 
-SIZE, K = 64, 4
+SIZE, K, WIDTH = 64, 4, 0.125
 
 
-def random_atoms(k=K, image_size=512, seed=0) -> dict:
-    return random_dictionary(k, image_size, seed).atoms
+def random_atoms(k=K, image_size=512, seed=0, width=WIDTH) -> dict:
+    return random_dictionary(k, image_size, seed, width).atoms
 
 
 @pytest.fixture(scope="module")
 def vgg():
-    return VGG19Features(list(VGG_LAYERS), allow_random=True, input_norm="none")  # random on purpose
+    return VGG19Features(list(VGG_LAYERS), allow_random=True, input_norm="none", width=WIDTH)  # random
 
 
 @pytest.fixture(scope="module")
 def net(vgg):
     torch.manual_seed(0)
-    return DFDNet(random_atoms(image_size=SIZE), vgg=vgg).eval()
+    return DFDNet(random_atoms(image_size=SIZE), vgg=vgg, width=WIDTH).eval()
 
 
 def jittered_boxes(batch: int, seed: int) -> torch.Tensor:
@@ -220,32 +221,49 @@ def test_ablation_switches(vgg):
     torch.manual_seed(6)
     lq = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
     boxes = template_boxes(1, SIZE)
-    plain = DFDNet(vgg=vgg, use_dictionary=False).eval()
+    plain = DFDNet(vgg=vgg, use_dictionary=False, width=WIDTH).eval()
     assert not hasattr(plain, "dictionary") and not hasattr(plain, "attn_blocks")
     with torch.no_grad():
         assert plain(lq).shape == lq.shape  # a U-Net with SFT from the VGG features: no boxes needed
-    single = DFDNet(random_atoms(image_size=SIZE), vgg=vgg, scales=[0])
+    single = DFDNet(random_atoms(image_size=SIZE), vgg=vgg, scales=[0], width=WIDTH)
     assert list(single.attn_blocks) == [f"{p}_256" for p in PARTS]
-    no_conf = DFDNet(random_atoms(image_size=SIZE), vgg=vgg, use_confidence=False)
+    no_conf = DFDNet(random_atoms(image_size=SIZE), vgg=vgg, use_confidence=False, width=WIDTH)
     assert not hasattr(no_conf, "attn_blocks")
-    no_cadain = DFDNet(random_atoms(image_size=SIZE), vgg=vgg, use_cadain=False).eval()
+    no_cadain = DFDNet(random_atoms(image_size=SIZE), vgg=vgg, use_cadain=False, width=WIDTH).eval()
     with torch.no_grad():
         _, raw = no_cadain.transfer(no_cadain.features(lq), boxes)
         no_cadain.use_cadain = True
         _, normed = no_cadain.transfer(no_cadain.features(lq), boxes)
     assert any(not torch.equal(raw[i], normed[i]) for i in raw)
     with pytest.raises(ConfigError, match="scales"):
-        DFDNet(vgg=vgg, scales=[4])
+        DFDNet(vgg=vgg, scales=[4], width=WIDTH)
+
+
+def test_width_scales_every_layer_and_only_a_random_vgg(vgg, net):
+    assert vgg.conv1_1_weight.shape == (8, 3, 3, 3) and vgg.conv5_4_weight.shape == (64, 64, 3, 3)
+    assert [channels(s, WIDTH) for s in (256, 128, 64, 32)] == [16, 32, 64, 64]
+    assert net.attn_blocks["mouth_128"][0].weight_orig.shape == (32, 32, 3, 3)
+    assert net.multi_scale_dilation.conv_fusion.weight_orig.shape == (64, 256, 3, 3)
+    assert net.upsample3.conv1[1].weight_orig.shape == (8, 16, 3, 3)
+    assert net.upsample4[4].weight.shape == (3, 8, 3, 3)
+    assert net.dictionary.mouth_256.shape[1] == 16
+    for options in ({"allow_random_vgg": False}, {"allow_random_vgg": True, "vgg_weights": "vgg19.pth"}):
+        with pytest.raises(ConfigError, match=r"width=0.5: expected 1.0 .*random VGG19 only"):
+            DFDNet(width=0.5, **options)
+    with pytest.raises(ConfigError, match="width must be positive"):
+        DFDNet(vgg=vgg, width=0)
+    with pytest.raises(ConfigError, match=r"left_eye_256: expected \(K, 16, h, w\)"):
+        ComponentDictionary(random_atoms(width=1.0), WIDTH)  # wide atoms in a narrow network
 
 
 def test_dictionary_takes_k_and_atom_size_from_the_data_and_names_wrong_atoms(vgg):
-    empty = DFDNet(vgg=vgg).eval()
+    empty = DFDNet(vgg=vgg, width=WIDTH).eval()
     with pytest.raises(ConfigError, match="dictionaries are empty"):
         empty(torch.zeros(1, 3, SIZE, SIZE), template_boxes(1, SIZE))
-    source = ComponentDictionary(random_atoms(k=3))
+    source = ComponentDictionary(random_atoms(k=3), WIDTH)
     empty.dictionary.load_state_dict(source.state_dict())
-    assert empty.dictionary.size == 3 and empty.dictionary.mouth_256.shape == (3, 128, 55, 55)
-    atoms = random_atoms()
+    assert empty.dictionary.size == 3 and empty.dictionary.mouth_256.shape == (3, 16, 55, 55)
+    atoms = random_atoms(width=1.0)
     atoms["nose"][64] = torch.zeros(2, 256, 6, 6)
     with pytest.raises(ConfigError, match=r"nose_64: expected \(K, 512, h, w\)"):
         ComponentDictionary(atoms)

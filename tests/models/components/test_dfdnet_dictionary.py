@@ -14,6 +14,7 @@ from scipy.cluster.vq import kmeans2
 
 from facezoo.datamodules.synthetic.renderer import render_faces
 from facezoo.models.components.dfdnet_dictionary import (
+    FORMAT,
     DictionaryAtoms,
     DictionaryBuilder,
     assign,
@@ -70,16 +71,16 @@ def inertia(samples: torch.Tensor, centres: torch.Tensor) -> float:
     return float(assign(samples.double(), centres.double())[1].sum())
 
 
-def random_dictionary(k: int = 3, image_size: int = SIZE, seed: int = 0) -> DictionaryAtoms:
+def random_dictionary(k: int = 3, image_size: int = SIZE, seed: int = 0, width: float = 1) -> DictionaryAtoms:
     gen = torch.Generator().manual_seed(seed)
-    shapes = {p: {s: atom_shape(p, s, image_size) for s in SCALES} for p in PARTS}
+    shapes = {p: {s: atom_shape(p, s, image_size, width) for s in SCALES} for p in PARTS}
     atoms = {p: {s: torch.randn(k, *shape, generator=gen) for s, shape in row.items()} 
              for p, row in shapes.items()}
-    return DictionaryAtoms(atoms, image_size)
+    return DictionaryAtoms(atoms, image_size, width=width)
 
 
 def assert_same(a: DictionaryAtoms, b: DictionaryAtoms) -> None:
-    assert a.image_size == b.image_size
+    assert a.image_size == b.image_size and a.width == b.width
     for part, scale, atoms in a.items():
         assert torch.equal(atoms, b.atoms[part][scale]), (part, scale)
 
@@ -180,6 +181,33 @@ def test_the_three_layouts_round_trip(tmp_path, name):
     assert_same(dictionary, read)
     if name.endswith(".safetensors"):
         assert read.metadata["seed"] == "0" and load_dictionary(path).image_size == SIZE
+
+
+def test_a_narrow_dictionary_keeps_its_width(tmp_path):
+    """A dictionary of a VGG 1/8 as wide (tiny test configs): its atoms are narrow, the safetensors file says
+    its width (a file without it is width 1), the layouts without one are read at the width asked for."""
+    narrow = random_dictionary(width=0.125)
+    assert narrow.atoms["mouth"][256].shape == (3, 16, 6, 6) and narrow.atoms["nose"][32].shape[1] == 64
+    read_wide = {  # what reading it at width 1 says, per layout
+        "dict.safetensors": "a dictionary of a VGG of width 0.125, expected width 1.0",
+        "dict.pth": r"left_eye atoms at scale 256 are \(3, 16, 5, 5\), expected \(K, 128, 5, 5\)",
+        "DictionaryCenter64": r"shape \(3, 400\), expected a \(K, 3200\) array",
+    }
+    for name, text in read_wide.items():
+        path = save_dictionary(narrow, tmp_path / name)
+        assert_same(narrow, load_dictionary(path, SIZE, 0.125))
+        with pytest.raises(DataError, match=text):
+            load_dictionary(path, SIZE, 1.0)
+    assert load_dictionary(tmp_path / "dict.safetensors").width == 0.125
+    wide_atoms = r"are \(3, 128, 5, 5\), expected \(K, 16, 5, 5\) for 64 px faces, width 0.125"
+    with pytest.raises(DataError, match=wide_atoms):
+        DictionaryAtoms(random_dictionary().atoms, SIZE, width=0.125)
+    from safetensors.torch import save_file
+
+    wide = random_dictionary()
+    tensors = {f"{part}.{scale}": atoms for part, scale, atoms in wide.items()}
+    save_file(tensors, str(tmp_path / "old.safetensors"), {"format": FORMAT, "image_size": "64"})
+    assert_same(wide, load_dictionary(tmp_path / "old.safetensors"))  # written before widths: width 1
 
 
 def test_the_official_folder_is_read_as_the_official_code_reads_it(tmp_path):

@@ -8,7 +8,7 @@ is read after the restore() runs (`restore_peak_mem_MB`: the model built and inf
 training steps (`peak_mem_MB`).
 
 Whole-photo restoration (`facezoo-restore`'s path: `faces.detector`, `faces.pipeline`), each in a table of its
-own: ``restore``, the faces/s of align + restore + paste-back at batch 1 and batch 8 for the release
+own: ``restore``, the faces/s of align + restore + paste-back at batch 1 and 8, fp32 and bf16, for the release
 architectures (random weights under the official key names, through the importer users' files take);
 ``restore_split``, the time split detect / align / restore / paste on a photo with three faces and the cost of
 the rest against the model's; ``recall``, the detector's recall and false positives on degraded, tilted photos
@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,7 @@ RELEASES: dict[str, dict[str, dict]] = {
         "small": dict(size=128, style_dim=64, n_mlp=2, narrow=0.125), "paper": dict(size=512),
     },
 }
+RESTORE_PRECISIONS = ("fp32", "bf16")
 RESTORE_FACES = 8  # faces per restore call in `restore` (batch 1: eight model calls; batch 8: one)
 # the three-face photo of `restore_split`: its side and the scales of the astronaut's head (face ~90 px at 1)
 SPLIT_PHOTO = {"small": (512, (0.6, 0.9, 1.2)), "paper": (1024, (1.0, 1.6, 2.5))}
@@ -320,7 +322,8 @@ def _detector():
 
 def bench_restore(size_key: str, repeats: int) -> list[dict]:
     """faces/s of `FaceRestorer.restore` (align, restore, paste) on `RESTORE_FACES` astronaut photos, one face
-    each, at batch 1 and 8, per release architecture; `model_share`: the model's part of the time."""
+    each, at batch 1 and 8, in fp32 and bf16 (autocast: the fast mode, see faces/inference.py), per release
+    architecture; `model_share`: the model's part of the time."""
     import skimage.data
 
     from facezoo.faces.pipeline import FaceRestorer
@@ -332,13 +335,13 @@ def bench_restore(size_key: str, repeats: int) -> list[dict]:
     rows = []
     for name in RELEASES:
         model = release_model(name, size_key, device)
-        for batch in (1, 8):
-            restorer = FaceRestorer(model, batch_size=batch, device=str(device))
+        for precision, batch in product(RESTORE_PRECISIONS, (1, 8)):
+            restorer = FaceRestorer(model, batch_size=batch, device=str(device), precision=precision)
             seconds = _median_time(partial(restorer.restore, photos, landmarks), repeats)
             stages = restorer.take_seconds()
             rows.append({
                 "entry": "restore", "model": name, "size": f"{size_key} {restorer.size}px", "batch": batch,
-                "faces": faces, "faces_per_s": faces / seconds,
+                "precision": precision, "faces": faces, "faces_per_s": faces / seconds,
                 "model_share": stages["restore"] / sum(stages.values()), "device": str(device),
             })
     return rows
@@ -435,7 +438,7 @@ def run_one(entry: str, size_key: str, repeats: int) -> list[dict]:
 TABLES = {  # a row's table: its entry's, else "models"
     "models": ["entry", "size", "batch", "params_M", "restore_s", "train_step_s", "img_per_s",
                "restore_peak_mem_MB", "peak_mem_MB", "device"],
-    "restore": ["model", "size", "batch", "faces", "faces_per_s", "model_share", "device"],
+    "restore": ["model", "size", "precision", "batch", "faces", "faces_per_s", "model_share", "device"],
     "restore_split": ["model", "size", "faces", "detect_s", "align_s", "restore_s", "paste_s", "total_s",
                       "detect_share", "align_share", "restore_share", "paste_share", "rest_over_restore",
                       "device"],

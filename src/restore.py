@@ -60,7 +60,8 @@ class Run:
         file = open_model_file(cfg.weights, option="weights")
         model = load_model(file, device)
         size = cfg.crop_size or file.trained_size() or model.native_size  # as the model was trained
-        self.restorer = FaceRestorer(model, cfg.alignment, cfg.batch_size, cfg.upscale, cfg.color_match,
+        batch_size = cfg.batch_size or (8 if device.startswith("cuda") else 1)  # see conf/restore.yaml
+        self.restorer = FaceRestorer(model, cfg.alignment, batch_size, cfg.upscale, cfg.color_match,
                                      cfg.precision, device, size, cfg.region, cfg.channels_last,
                                      cfg.compile)
         self.detector = DlibDetector(**OmegaConf.to_container(cfg.detector))

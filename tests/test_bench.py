@@ -27,7 +27,8 @@ def test_restore_rows_time_both_release_architectures_at_batch_1_and_8():
     from facezoo.bench import RELEASES, RESTORE_FACES, bench_restore
 
     rows = bench_restore("small", repeats=1)
-    assert [(r["model"], r["batch"]) for r in rows] == [(name, b) for name in RELEASES for b in (1, 8)]
+    expected = [(name, p, b) for name in RELEASES for p in ("fp32", "bf16") for b in (1, 8)]
+    assert [(r["model"], r["precision"], r["batch"]) for r in rows] == expected
     for row in rows:
         assert row["faces"] == RESTORE_FACES and row["faces_per_s"] > 0 and row["size"] == "small 128px"
         assert 0 < row["model_share"] < 1

@@ -102,3 +102,17 @@ def test_the_recipes_compose_and_the_paper_one_refuses_without_vgg19(tmp_path, m
     assert paper.model.size == paper.datamodule.image_size == 512
     with pytest.raises(WeightsNotFoundError, match="vgg19-dcbb9e9d.pth"):
         instantiate(paper.model, "model")
+
+
+@pytest.mark.slow
+def test_the_cpu_recipe_builds_its_dictionaries_trains_and_beats_pix2pixs_ssim(tmp_path, data_dir):
+    """experiment=dfdnet_synthetic as `make train EXPERIMENT=dfdnet_synthetic` runs it (~10 min on 2 cores):
+    measured 22.50 dB / SSIM 0.548 against Pix2Pix's 22.44 / 0.463 on the same data (README)."""
+    from facezoo.train import train
+    from helpers import QUIET
+
+    cfg = compose_config(overrides=["experiment=dfdnet_synthetic", *QUIET], output_dir=tmp_path,
+                         data_dir=data_dir)
+    metrics = train(cfg)
+    assert load_dictionary(cfg.model.dictionary, 64).metadata["faces"] == "200"
+    assert metrics["test/psnr"] > 21 and metrics["test/ssim"] > 0.5, metrics

@@ -232,9 +232,11 @@ def read_basicsr(
 
 
 def write_basicsr(dictionary: DictionaryAtoms, path: str | os.PathLike) -> Path:
-    state = {str(scale): {part: dictionary.atoms[part][scale] for part in PARTS} for scale in SCALES}
-    with atomic_file(path) as f:
-        torch.save(state, f)
+    # imported here: facezoo.checkpoints imports the importers, which import this module
+    from facezoo.checkpoints import save_checkpoint
+
+    save_checkpoint({str(scale): {part: dictionary.atoms[part][scale] for part in PARTS} for scale in SCALES},
+                    path)
     return Path(path)
 
 

@@ -118,6 +118,15 @@ def test_half_precision_restores_close_to_fp32(tmp_path, photos, weights, precis
     assert 0 < np.abs(a - b).mean() and np.abs(a - b)[changed].mean() < 2  # grey levels, in the face only
 
 
+def test_auto_precision_is_half_on_a_gpu_and_fp32_on_a_cpu(monkeypatch):
+    from facezoo.restore import _precision
+
+    assert _precision("auto", "cpu") == "fp32" and _precision("bf16", "cpu") == "bf16"
+    for supported, half in ((True, "bf16"), (False, "fp16")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)
+        assert _precision("auto", "cuda:0") == half
+
+
 def test_a_video_without_faces_is_searched_again_once_a_second():
     from facezoo.restore import _RetryPolicy
 

@@ -129,6 +129,11 @@ def warp_faces(images: Tensor, matrices: Tensor, size: int) -> Tensor:
     )
 
 
+def apply_affine(matrices: Tensor, points: Tensor) -> Tensor:
+    """(N, 2, 3) affine matrices applied to (N, P, 2) points (e.g. landmarks into their crops' pixels)."""
+    return points @ matrices[:, :, :2].transpose(1, 2) + matrices[:, None, :, 2]
+
+
 def invert_affine(matrices: Tensor, upscale: int = 1) -> Tensor:
     """(N, 2, 3) image-to-crop matrices -> crop-to-output matrices, the output being the image upscaled by the
     integer `upscale`: a pixel centre p of the image lies at upscale·p + (upscale - 1) / 2 in the output."""

@@ -45,10 +45,10 @@ def prepare(
         model.predict = torch.compile(model.predict, dynamic=False, options={"freezing": True})
     dtype = PRECISIONS[precision]
 
-    def run(lq: torch.Tensor) -> dict[str, torch.Tensor]:
+    def run(lq: torch.Tensor, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
         with torch.inference_mode(), autocast:
-            out = model.restore(lq.to(device, memory_format=memory_format))
+            out = model.restore(lq.to(device, memory_format=memory_format), **inputs)
         return {key: value.float().contiguous() for key, value in out.items()}
 
     return run

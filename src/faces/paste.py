@@ -21,17 +21,12 @@ from kornia.filters import gaussian_blur2d
 from kornia.geometry.transform import warp_affine
 from torch import Tensor
 
-from facezoo.faces.align import invert_affine, warp_faces
+from facezoo.faces.align import apply_affine, invert_affine, warp_faces
 from facezoo.utils.errors import ConfigError
 
 HULL_LANDMARKS = slice(0, 27)  # jaw 0-16 and brows 17-26 of the 68
 REGIONS = ("hull", "crop")
 COLOUR_SCALE_RANGE = (0.5, 2.0)  # clamp on the std ratio of colour matching
-
-
-def _apply(matrices: Tensor, points: Tensor) -> Tensor:
-    """(N, 2, 3) affine matrices applied to (N, P, 2) points."""
-    return points @ matrices[:, :, :2].transpose(1, 2) + matrices[:, None, :, 2]
 
 
 def _hull_edges(polygons: Tensor) -> tuple[Tensor, Tensor]:
@@ -155,7 +150,7 @@ def paste_back(
 
     size = restored.shape[-1]
     matrices = matrices.to(image)
-    landmarks = _apply(matrices, landmarks68.to(image))  # crop pixels
+    landmarks = apply_affine(matrices, landmarks68.to(image))  # crop pixels
     if region == "hull":
         polygons = landmarks[:, HULL_LANDMARKS]
     else:
@@ -172,7 +167,7 @@ def paste_back(
     restored = _antialias(restored, scale / upscale)
 
     to_output = invert_affine(matrices, upscale)
-    polygons = _apply(to_output, polygons)
+    polygons = apply_affine(to_output, polygons)
     lows = polygons.amin(dim=1).floor().clamp_min(0)
     highs = (polygons.amax(dim=1).ceil() + 1).minimum(torch.tensor([width, height]).to(polygons))
     boxes = torch.cat([lows, highs], dim=1).long()  # (N, 4) x0, y0, x1, y1 in the output

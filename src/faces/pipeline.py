@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from facezoo.faces.align import ffhq_transform, template_transform, warp_faces
+from facezoo.faces.align import apply_affine, ffhq_transform, template_transform, warp_faces
 from facezoo.faces.inference import prepare
 from facezoo.faces.landmarks import five_points
 from facezoo.faces.paste import paste_back
@@ -80,9 +80,14 @@ class FaceRestorer:
         points5 = torch.as_tensor(five_points(landmarks.cpu().numpy())).to(landmarks)
         return template_transform(points5, self.size)
 
-    def _restore_crops(self, crops: torch.Tensor) -> torch.Tensor:
-        out = [self.run(crops[start:start + self.batch_size])["image"]
-               for start in range(0, len(crops), self.batch_size)]
+    def _restore_crops(self, crops: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        """The model's output for the aligned `crops`, with what it takes from their `landmarks` (crop
+        pixels, `landmark_inputs`: DFDNet's part boxes), `batch_size` faces at a time."""
+        out = []
+        for start in range(0, len(crops), self.batch_size):
+            part = slice(start, start + self.batch_size)
+            inputs = self.model.landmark_inputs(landmarks[part], self.size)
+            out.append(self.run(crops[part], **inputs)["image"])
         return torch.cat(out) if out else crops
 
     def restore(self, images: list[np.ndarray], landmarks: list[np.ndarray]) -> list[Restored]:
@@ -94,7 +99,8 @@ class FaceRestorer:
             matrices = [self.matrices(p) if len(p) else p.new_zeros(0, 2, 3) for p in points]
             crops = [self._crops(photo, m) for photo, m in zip(photos, matrices, strict=True)]
         with self._timed("restore"):
-            restored = self._restore_crops(torch.cat(crops)).split([len(c) for c in crops])
+            in_crops = torch.cat([apply_affine(m, p) for m, p in zip(matrices, points, strict=True)])
+            restored = self._restore_crops(torch.cat(crops), in_crops).split([len(c) for c in crops])
         results = []
         with self._timed("paste"):
             for photo, m, p, crop, out in zip(photos, matrices, points, crops, restored, strict=True):

@@ -219,6 +219,11 @@ class FaceZooModule(pl.LightningModule):
         finally:
             self.train(was_training)
 
+    def landmark_inputs(self, landmarks: torch.Tensor, size: int) -> dict[str, torch.Tensor]:
+        """The `restore` inputs besides the faces that a method takes from their 68 landmarks, given in the
+        pixels of the (size × size) aligned crops (B, 68, 2): what facezoo-restore passes. None by default."""
+        return {}
+
     def evaluation_inputs(self, batch: dict) -> dict[str, torch.Tensor]:
         """The `restore` inputs besides the faces that evaluation takes from a batch. None by default."""
         return {}

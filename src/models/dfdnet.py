@@ -36,7 +36,7 @@ from facezoo.losses.adversarial import discriminator_loss, generator_loss
 from facezoo.models.base import FaceZooModule
 from facezoo.models.components.dfdnet import DFDNet
 from facezoo.models.components.dfdnet_dictionary import load_dictionary, random_dictionary
-from facezoo.models.components.dfdnet_parts import template_boxes
+from facezoo.models.components.dfdnet_parts import boxes_from_landmarks, template_boxes
 from facezoo.utils.errors import ConfigError
 
 log = logging.getLogger("facezoo")
@@ -107,6 +107,11 @@ class DFDNetModule(FaceZooModule):
     def predict(self, lq: torch.Tensor, boxes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         generator = self.inference_generator()
         return {"image": generator(lq, self.boxes(boxes, lq) if generator.use_dictionary else None)}
+
+    def landmark_inputs(self, landmarks: torch.Tensor, size: int) -> dict[str, torch.Tensor]:
+        """The part boxes of the faces' own landmarks (the official get_part_location rule), for
+        facezoo-restore: the canonical boxes fit a face only as far as its alignment does."""
+        return {"boxes": boxes_from_landmarks(landmarks, size)} if self.generator.use_dictionary else {}
 
     def evaluation_inputs(self, batch: dict) -> dict:
         return {"boxes": batch[BOXES]} if BOXES in batch else {}

@@ -3,12 +3,13 @@ starts without them, the refusal without any, the part boxes in evaluation and i
 the ablation switches and the recipes. (The network: tests/models/components/test_dfdnet.py; the
 dictionaries: test_dfdnet_dictionary.py; the contract every method keeps: tests/test_zoo_contract.py.)"""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from facezoo.models.components.dfdnet_dictionary import load_dictionary
-from facezoo.models.components.dfdnet_parts import PARTS, SCALES, template_boxes
+from facezoo.models.components.dfdnet_parts import PARTS, SCALES, boxes_from_landmarks, template_boxes
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import ConfigError, WeightsNotFoundError
 from facezoo.utils.instantiate import instantiate
@@ -65,6 +66,26 @@ def test_evaluation_takes_the_batch_boxes_and_restore_the_canonical_ones(tmp_pat
     with torch.no_grad():
         torch.testing.assert_close(model.restore(lq, boxes=boxes)["image"], generator(lq, boxes))
         torch.testing.assert_close(model.restore(lq)["image"], generator(lq, template_boxes(2, 64)))
+
+
+def test_facezoo_restore_gives_dfdnet_the_part_boxes_of_each_faces_landmarks(tmp_path, data_dir):
+    from skimage import data
+
+    from facezoo.faces.align import apply_affine
+    from facezoo.faces.detector import DlibDetector
+    from facezoo.faces.pipeline import FaceRestorer
+
+    model, _ = _model_and_batch(tmp_path, data_dir)
+    photo = data.astronaut()
+    landmarks = np.stack([face.landmarks for face in DlibDetector().detect(photo)])
+    seen, predict = [], model.predict
+    model.predict = lambda lq, **inputs: seen.append(inputs) or predict(lq, **inputs)
+    restorer = FaceRestorer(model, batch_size=2)
+    restorer.restore([photo], [landmarks])
+    points = torch.as_tensor(landmarks, dtype=torch.float32)
+    expected = boxes_from_landmarks(apply_affine(restorer.matrices(points), points), 64)
+    torch.testing.assert_close(seen[0]["boxes"], expected)
+    assert not torch.equal(expected, template_boxes(1, 64))  # her own eyes, nose and mouth
 
 
 def test_a_tiny_dfdnet_overfits_a_batch(tmp_path, data_dir):

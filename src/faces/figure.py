@@ -20,7 +20,7 @@ import skimage.data
 import torch
 
 from facezoo.cli import run_cli
-from facezoo.faces.align import face_template, ffhq_transform, template_transform, warp_faces
+from facezoo.faces.align import apply_affine, face_template, ffhq_transform, template_transform, warp_faces
 from facezoo.faces.detector import DlibDetector, Face
 from facezoo.faces.landmarks import five_points
 from facezoo.faces.paste import paste_back
@@ -82,10 +82,6 @@ def _crop_square(matrices: torch.Tensor, size: int) -> np.ndarray:
     return ((corners.double()[None] - shift[:, None]) @ torch.linalg.inv(linear).transpose(1, 2)).numpy()
 
 
-def _apply(matrix: torch.Tensor, points: np.ndarray) -> np.ndarray:
-    return np.asarray(points, np.float64) @ matrix[:, :2].double().numpy().T + matrix[:, 2].double().numpy()
-
-
 def _with_caption(tile: np.ndarray, text: str) -> np.ndarray:
     strip = np.full((CAPTION, tile.shape[1], 3), 255, np.uint8)
     cv2.putText(strip, text, (6, CAPTION - 9), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
@@ -109,8 +105,9 @@ def _crop_tile(image: np.ndarray, matrix: torch.Tensor, landmarks: np.ndarray, t
     photo = torch.from_numpy(image).permute(2, 0, 1).float()[None]
     crop = warp_faces(photo, matrix[None], CROP)[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
     tile, scale, offset = _fit(np.ascontiguousarray(crop))
-    points = landmarks if not template else five_points(landmarks)
-    _dots(tile, _to_tile(_apply(matrix, points), scale, offset), POINT5 if template else LANDMARK,
+    points = torch.as_tensor(landmarks if not template else five_points(landmarks), dtype=torch.float64)
+    in_crop = apply_affine(matrix[None].double(), points[None])[0].numpy()
+    _dots(tile, _to_tile(in_crop, scale, offset), POINT5 if template else LANDMARK,
           3 if template else 2)
     if template:  # the template's points, which the face's 5 points are fitted onto
         _dots(tile, _to_tile(face_template(CROP).numpy(), scale, offset), (255, 255, 255), 6, filled=False)

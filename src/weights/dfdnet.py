@@ -138,26 +138,23 @@ def import_dfdnet_release(source, dictionary=None, discriminator=None) -> Import
     with parameters_on_meta():  # only the names and shapes are compared
         target = DFDNet(vgg=nn.Identity())
     network, vgg = split_vgg(dfdnet_state(source), target)
-    held = {k: v for k, v in network.items() if k.startswith("dictionary.")}
-    network = {k: v for k, v in network.items() if not k.startswith("dictionary.")}
-    expected = {k: v for k, v in target.state_dict().items() if not k.startswith("dictionary.")}
-    state = match_state_dict(network, expected, "DFDNet generator")
     image_size = 512
-    if dictionary is not None:
+    if dictionary is not None:  # the file's dictionaries replace any the state holds
         atoms = load_dictionary(dictionary)
         image_size = atoms.image_size
-        held = {f"dictionary.{part}_{scale}": atoms.atoms[part][scale] for part in PARTS for scale in SCALES}
-    elif not held:
+        network = {k: v for k, v in network.items() if not k.startswith("dictionary.")}
+        network.update({f"dictionary.{part}_{scale}": a for part, scale, a in atoms.items()})
+    elif not any(k.startswith("dictionary.") for k in network):
         raise FacezooError(
             "DFDNet generator: the file holds no dictionaries; give them with --dictionary "
             "(DictionaryCenter512/, DFDNet_dict_512-*.pth or a facezoo-dfdnet-dictionary .safetensors)"
         )
+    # the empty dictionary buffers of the target take any K and atom size; their channels are checked here
+    state = match_state_dict(network, target, "DFDNet generator")
     for part in PARTS:
         for scale in SCALES:
             name = f"{part}_{scale}"
-            if f"dictionary.{name}" not in held:
-                raise FacezooError(f"DFDNet generator: its dictionaries lack 'dictionary.{name}'")
-            state[f"dictionary.{name}"] = ComponentDictionary.checked(name, held[f"dictionary.{name}"])
+            state[f"dictionary.{name}"] = ComponentDictionary.checked(name, state[f"dictionary.{name}"])
     k = min(len(state[f"dictionary.{part}_{scale}"]) for part in PARTS for scale in SCALES)
     description = f"DFDNet (K = {k} atoms{', the release VGG-19' if vgg else ''}, {image_size} px faces)"
     overrides = ["model=dfdnet", f"model.size={image_size}"]

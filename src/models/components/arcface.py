@@ -9,7 +9,8 @@ normalised). Key names are those of arcface_resnet18.pth (a bare state_dict, 181
 
 `IRSE50`: the IR-SE50 backbone (InsightFace_Pytorch's `Backbone(112, 50, 'ir_se')`, key names of
 model_ir_se50.pth, 397 tensors) on 112×112 RGB crops, used by GPEN's (and StyleGANEX's) identity loss, with
-`gpen_identity_crop`, the crop the official GPEN training loop feeds it.
+`gpen_identity_crop`, the crop the official GPEN training loop feeds it. Its stem and body builders
+(`irse_input_layer`, `irse_body`) are also the body of the StyleGANEX encoder (styleganex_encoder.py).
 """
 
 import torch
@@ -168,24 +169,34 @@ class BottleneckIRSE(nn.Module):
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
+IRSE50_STAGES = ((64, 64, 3), (64, 128, 4), (128, 256, 14), (256, 512, 3))  # (in_channel, depth, units)
+
+
+def irse_input_layer(width: int = 64) -> nn.Sequential:
+    """The IR-SE stem `input_layer.{0,1,2}`: conv3×3 (3 → width, no bias) → BN → PReLU(width)."""
+    return nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.PReLU(width))
+
+
+def irse_body(stages=IRSE50_STAGES) -> nn.Sequential:
+    """The flat IR-SE body `body.{0..}`: per stage (in_channel, depth, units), one stride-2 `BottleneckIRSE`
+    then units − 1 stride-1 ones. IR-SE50 (`IRSE50_STAGES`): 24 units, 3/4/14/3 of 64/128/256/512 channels."""
+    units = []
+    for in_channel, depth, n in stages:
+        units.append(BottleneckIRSE(in_channel, depth, 2))
+        units += [BottleneckIRSE(depth, depth, 1) for _ in range(n - 1)]
+    return nn.Sequential(*units)
+
+
 class IRSE50(nn.Module):
     """ArcFace IR-SE50 on 112×112 faces in [-1, 1] → L2-normalised 512-d embeddings (eval mode expected).
 
     Four stages of 3, 4, 14 and 3 units (64, 128, 256, 512 channels), each starting with a stride-2 unit.
     """
 
-    STAGES = ((64, 64, 3), (64, 128, 4), (128, 256, 14), (256, 512, 3))
-
     def __init__(self, drop_ratio: float = 0.6) -> None:
         super().__init__()
-        self.input_layer = nn.Sequential(
-            nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64)
-        )
-        units = []
-        for in_channel, depth, n in self.STAGES:
-            units.append(BottleneckIRSE(in_channel, depth, 2))
-            units += [BottleneckIRSE(depth, depth, 1) for _ in range(n - 1)]
-        self.body = nn.Sequential(*units)
+        self.input_layer = irse_input_layer()
+        self.body = irse_body()
         self.output_layer = nn.Sequential(
             nn.BatchNorm2d(512),
             nn.Dropout(drop_ratio),

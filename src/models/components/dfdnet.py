@@ -41,7 +41,6 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 NUM_FEAT = 64  # the official ngf; the decoder's widths must equal the VGG's (64·8 = 512 … 64·2 = 128)
 EPS = 1e-5  # calc_mean_std_4D: var + 1e-5
 SN_EPS = 1e-12  # torch.nn.utils.spectral_norm's default
-MATCH_CHUNK = 2**23  # elements of renormalised atoms made at a time (32 MB in float32)
 
 
 SETTLE_STEPS = 15
@@ -185,6 +184,7 @@ class ComponentDictionary(nn.Module):
         for part in PARTS:
             for scale in SCALES:
                 self.register_buffer(f"{part}_{scale}", torch.zeros(0, channels(scale, width), 1, 1))
+        self.statistics: dict[str, tuple[Tensor, Tensor]] = {}
         if atoms is not None:
             self.set_atoms(atoms)
 
@@ -199,6 +199,7 @@ class ComponentDictionary(nn.Module):
                     raise ConfigError(f"DFDNet dictionary: no atoms for {part} at scale {scale}") from None
                 found = torch.as_tensor(found)
                 setattr(self, f"{part}_{scale}", self.checked(f"{part}_{scale}", found, self.width))
+        self.statistics.clear()
 
     @staticmethod
     def checked(name: str, atoms: Tensor, width: float = 1.0) -> Tensor:
@@ -213,6 +214,18 @@ class ComponentDictionary(nn.Module):
     def atoms(self, part: str, scale: int) -> Tensor:
         return getattr(self, f"{part}_{scale}")
 
+    def atom_statistics(self, part: str, scale: int) -> tuple[Tensor, Tensor]:
+        """CAdaIN's per-channel (mean, std) of each atom, (K, C) each: the atoms are fixed, so they are
+        computed once (per device and dtype) instead of at every forward (2.5 s of a 512 px forward at
+        K = 512). `set_atoms` and loading a state_dict drop them."""
+        atoms = self.atoms(part, scale)
+        key = f"{part}_{scale}"
+        cached = self.statistics.get(key)
+        if cached is None or cached[0].device != atoms.device or cached[0].shape[0] != atoms.shape[0]:
+            with torch.inference_mode(False), torch.no_grad():  # (made in a validation: usable in training)
+                cached = self.statistics[key] = _mean_std(atoms.flatten(2).float())
+        return cached
+
     @property
     def size(self) -> int:
         """The smallest K over parts and scales (0: no atoms yet)."""
@@ -224,6 +237,7 @@ class ComponentDictionary(nn.Module):
             if torch.is_tensor(stored) and stored.shape != buffer.shape:  # the stored K and atom size
                 shape = self.checked(name, stored, self.width).shape
                 self._buffers[name] = torch.empty(shape, device=buffer.device, dtype=buffer.dtype)
+        self.statistics.clear()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -234,32 +248,36 @@ def _mean_std(x: Tensor) -> tuple[Tensor, Tensor]:
     return x.mean(dim=-1), (var + EPS).sqrt()
 
 
-def match_atoms(parts: Tensor, atoms: Tensor, cadain: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+def match_atoms(
+    parts: Tensor, atoms: Tensor, cadain: bool = True, atom_statistics: tuple[Tensor, Tensor] | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """Feature match (paper Eq. 2–3): (B, C, h, w) parts and (K, C, h, w) atoms → (scores (B, K), index of the
     best atom (B,), that atom (B, C, h, w)).
 
     With `cadain` each atom is first renormalised to the part's per-channel statistics (CAdaIN, Eq. 2):
     RDic_k = σ(F)·(Dic_k − μ(Dic_k))/σ(Dic_k) + μ(F), and the score is ⟨F, RDic_k⟩, the official
-    `conv2d(part, atoms)`. The B·K renormalised atoms are never made: summed over channels c,
-    ⟨F, RDic_k⟩ = ⟨σ(F)·F, Dic_k/σ(Dic_k)⟩ − Σ_c σ(F_c)·ΣF_c·μ(Dic_k,c)/σ(Dic_k,c) + Σ_c μ(F_c)·ΣF_c,
-    one matrix product over all atoms, and only the chosen atom is renormalised. The official softmax before
-    its argmax changes nothing and is left out; ties go to the lowest index."""
-    p, d = parts.flatten(2), atoms.flatten(2).to(parts.dtype)  # (B, C, n), (K, C, n)
-    if not cadain:
-        scores = p.flatten(1) @ d.flatten(1).t()
+    `conv2d(part, atoms)`. The B·K renormalised atoms are never made: per channel c,
+    ⟨F_c, RDic_k,c⟩ = σ(F_c)/σ(Dic_k,c)·(⟨F_c, Dic_k,c⟩ − μ(Dic_k,c)·ΣF_c) + μ(F_c)·ΣF_c, so one batched
+    product (B, K, C) of the parts with the raw atoms gives every score, and only the chosen atom is
+    renormalised. `atom_statistics`: the atoms' (μ, σ), (K, C) each, when known (`ComponentDictionary`
+    keeps them). The official softmax before its argmax changes nothing and is left out; ties go to the
+    lowest index. The match runs in float32 whatever the autocast dtype: a half-precision score would turn
+    near ties into different atoms."""
+    with torch.autocast(parts.device.type, enabled=False):
+        dtype = torch.promote_types(parts.dtype, torch.float32)
+        p, d = parts.to(dtype).flatten(2), atoms.to(dtype).flatten(2)  # (B, C, n), (K, C, n)
+        if not cadain:
+            scores = p.flatten(1) @ d.flatten(1).t()
+            index = scores.argmax(dim=1)
+            return scores, index, atoms[index].to(parts.dtype)
+        mu_p, sd_p = _mean_std(p)  # (B, C)
+        mu_d, sd_d = _mean_std(d) if atom_statistics is None else atom_statistics  # (K, C)
+        sum_p = p.sum(dim=2)
+        per_channel = torch.einsum("bcn,kcn->bkc", p, d) - mu_d * sum_p[:, None]  # (B, K, C)
+        scores = (per_channel * (sd_p[:, None] / sd_d)).sum(2) + (mu_p * sum_p).sum(1, keepdim=True)
         index = scores.argmax(dim=1)
-        return scores, index, atoms[index].to(parts.dtype)
-    mu_p, sd_p = _mean_std(p)  # (B, C)
-    mu_d, sd_d = _mean_std(d)  # (K, C)
-    sum_p = p.sum(dim=2)
-    weighted = (sd_p[..., None] * p).flatten(1)
-    chunk = max(1, MATCH_CHUNK // d[0].numel())  # atoms per product: a bounded temporary whatever K
-    pieces = zip(d.split(chunk), sd_d.split(chunk), strict=True)
-    scores = torch.cat([weighted @ (dk / sk[..., None]).flatten(1).t() for dk, sk in pieces], dim=1)
-    scores = scores - (sd_p * sum_p) @ (mu_d / sd_d).t() + (mu_p * sum_p).sum(1, keepdim=True)
-    index = scores.argmax(dim=1)
-    chosen = (d[index] - mu_d[index, :, None]) / sd_d[index, :, None] * sd_p[..., None] + mu_p[..., None]
-    return scores, index, chosen.view(parts.shape)
+        chosen = (d[index] - mu_d[index, :, None]) / sd_d[index, :, None] * sd_p[..., None] + mu_p[..., None]
+        return scores, index, chosen.view(parts.shape).to(parts.dtype)
 
 
 def part_cells(boxes: Tensor, step: int, height: int, width: int) -> Tensor:
@@ -312,6 +330,7 @@ def dft(
     dictionary: dict[str, Tensor],
     confidence: dict[str, nn.Sequential] | None,
     cadain: bool = True,
+    statistics: dict[str, tuple[Tensor, Tensor]] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The dictionary feature transfer block of one scale (paper Sec. 3.2, Fig. 3(b)), batched over B.
 
@@ -322,7 +341,7 @@ def dft(
     where boxes overlap. Parts of different sizes are batched in a zero canvas of the largest size,
     top-left aligned and masked between the two confidence convs, which is exactly the official zero-padded
     conv of each part alone. `confidence[part]`: its `confidence_block`; None: Conf ≡ 1 (the ablation
-    without the confidence block).
+    without the confidence block). `statistics[part]`: the atoms' CAdaIN (μ, σ) if known.
 
     (B, C, H, W) feature, (B, 4, 4) boxes in pixels, `step` pixels per cell, `dictionary[part]` (K, C, h, w)
     → (updated feature, chosen atom indices (B, 4))."""
@@ -340,7 +359,8 @@ def dft(
         mask = inside[:, None].to(feature.dtype)
         region = feature[batch, :, rows, cols].permute(0, 3, 1, 2) * mask  # (B, C, hm, wm), zero outside
         atoms = dictionary[part]
-        _, index, atom = match_atoms(_resize_regions(region, ny, nx, *atoms.shape[2:]), atoms, cadain)
+        parts = _resize_regions(region, ny, nx, *atoms.shape[2:])
+        _, index, atom = match_atoms(parts, atoms, cadain, statistics and statistics[part])
         swap = atom[batch, :, _nearest_indices(atom.shape[2], ny, hm)[:, :, None],
                     _nearest_indices(atom.shape[3], nx, wm)[:, None, :]].permute(0, 3, 1, 2)
         if confidence is None:
@@ -457,10 +477,13 @@ class DFDNet(nn.Module):
         updated, chosen = list(features), {}
         for i in self.scales:
             atoms = {part: self.dictionary.atoms(part, SCALES[i]) for part in PARTS}
+            statistics = {part: self.dictionary.atom_statistics(part, SCALES[i]) for part in PARTS}
             confidence = None
             if self.use_confidence:
                 confidence = {part: self.attn_blocks[f"{part}_{SCALES[i]}"] for part in PARTS}
-            updated[i], chosen[i] = dft(features[i], boxes, stride(i), atoms, confidence, self.use_cadain)
+            updated[i], chosen[i] = dft(
+                features[i], boxes, stride(i), atoms, confidence, self.use_cadain, statistics
+            )
         return updated, chosen
 
     def forward(self, lq: Tensor, boxes: Tensor | None = None) -> Tensor:

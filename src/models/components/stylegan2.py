@@ -13,10 +13,11 @@ GPEN and StyleGANEX checkpoints extend, so those load by name. Two extensions ar
 - StyleGANEX (Yang et al., ICCV 2023): `dilation=8` runs the levels 4…32 at one resolution (32×32, or the size
   of a first-layer feature) with dilated convolutions; an "upsampling" conv there becomes a dilated
   transposed conv with a fixed [1,2,1]⊗[1,2,1]/16 blur (buffer `blur_weight`), so nothing is upsampled
-  before the 8th layer.
+  before the 8th layer. The generator with its first-layer feature and encoder skips: styleganex.py.
 """
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -422,12 +423,18 @@ class StyleGeneratorAPI:
         noise: list[torch.Tensor | None],
         conditions: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
         sft_half: bool = True,
+        fusion: Sequence[Callable] | None = None,
+        first_rgb: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The synthesis network from the first-layer `feature` (the constant, or a feature map), one w per
         layer in `latent` (B, n_latent, style_dim) and one noise input per layer (None: random).
 
         `conditions`: GFP-GAN's (scale, shift) per level 8…size, applied by CS-SFT (`channel_split_sft`) to
-        the output of each level's upsampling layer, before its second layer (never at 4×4)."""
+        the output of each level's upsampling layer, before its second layer (never at 4×4).
+        `fusion` (StyleGANEX's encoder skip connections): callables (feature, rgb) → (feature, rgb); the k-th
+        takes the output and RGB skip of level 4·2^k (k = 0: of the first layer) before the next level's
+        upsampling layer. `first_rgb` (StyleGANEX with first_layer_feature_ind ≠ 0): `feature` and
+        `first_rgb` are the outputs of the first layer and its ToRGB, which are skipped."""
         first_conv, first_to_rgb, convs, to_rgbs = self.synthesis_layers()
         if len(noise) != self.num_layers:
             raise ValueError(f"expected {self.num_layers} noise inputs, got {len(noise)}")
@@ -436,10 +443,17 @@ class StyleGeneratorAPI:
                 f"expected {len(to_rgbs)} (scale, shift) conditions (levels 8…{2 ** (len(to_rgbs) + 2)}), "
                 f"got {len(conditions)}"
             )
-        out = first_conv(feature, latent[:, 0], noise[0])
-        skip = first_to_rgb(out, latent[:, 1])
+        if fusion is not None and len(fusion) > len(to_rgbs):
+            raise ValueError(f"expected at most {len(to_rgbs)} fusion callables, got {len(fusion)}")
+        if first_rgb is None:
+            out = first_conv(feature, latent[:, 0], noise[0])
+            skip = first_to_rgb(out, latent[:, 1])
+        else:
+            out, skip = feature, first_rgb
         for level, to_rgb in enumerate(to_rgbs):
             i = 2 * level + 1  # index of this level's first layer
+            if fusion is not None and level < len(fusion):
+                out, skip = fusion[level](out, skip)
             out = convs[i - 1](out, latent[:, i], noise[i])
             if conditions is not None:
                 out = channel_split_sft(out, *conditions[level], sft_half=sft_half)

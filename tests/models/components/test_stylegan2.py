@@ -203,16 +203,6 @@ def test_mixing_noise_gives_one_or_two_codes():
     assert [z.shape for z in mixing_noise(3, STYLE, 1.0)] == [(3, STYLE), (3, STYLE)]
 
 
-def test_styleganex_dilation_keeps_shallow_levels_at_one_resolution():
-    g = Generator(64, dilation=8, **TINY)
-    assert g([torch.randn(2, STYLE)])[0].shape == (2, 3, 64, 64)  # the constant blown up to 32×32
-    latent = g.w_plus([torch.randn(2, STYLE)])
-    feature = torch.randn(2, g.channels[4], 6, 6)  # a first-layer feature of any size replaces the constant
-    assert g.synthesize(latent, feature, [None] * g.num_layers).shape == (2, 3, 12, 12)
-    with pytest.raises(ValueError, match="noise inputs"):
-        g.synthesize(latent, feature, [None])
-
-
 # --- GFP-GAN's CS-SFT conditions in the synthesis -----------------------------------------------------------
 
 

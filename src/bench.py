@@ -47,6 +47,8 @@ class ModelEntry:
     sizes: dict[str, int]
     batch: dict[str, int] = field(default_factory=lambda: {"small": 2, "paper": 1})
     task: str = "retouch"
+    # more restore() rows per size: (batch, precision), precision as faces.inference (autocast)
+    restore_variants: dict[str, tuple[tuple[int, str], ...]] = field(default_factory=dict)
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -108,6 +110,7 @@ MODELS: dict[str, ModelEntry] = {
         sizes={"small": 64, "paper": 512},
         batch={"small": 4, "paper": 1},
         task="restore",
+        restore_variants={"paper": ((4, "fp32"), (1, "bf16"), (4, "bf16"))},
     ),
     "stylegan2": ModelEntry(  # unconditional pretraining (GPEN stage 1); restore() draws EMA samples
         overrides={
@@ -152,6 +155,42 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+class PeakMemory:
+    """The peak memory while the block runs, in MB (`.mb`): on CUDA the allocator's peak, on CPU the resident
+    set size sampled every 5 ms by a thread (the process-wide ru_maxrss cannot be reset between rows)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.mb = device, 0.0
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        import os
+
+        page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
+        while True:
+            with open("/proc/self/statm") as statm:
+                self.mb = max(self.mb, int(statm.read().split()[1]) * page_mb)
+            if self._stop.wait(0.005):
+                return
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -184,7 +223,7 @@ def _model(name: str, size_key: str, tmp: Path):
     )
 
 
-def bench_model(name: str, size_key: str, repeats: int) -> dict:
+def bench_model(name: str, size_key: str, repeats: int) -> list[dict]:
     import tempfile
 
     import pytorch_lightning as pl
@@ -206,6 +245,10 @@ def bench_model(name: str, size_key: str, repeats: int) -> dict:
 
     infer_s = _median_time(infer, repeats)
     restore_mem = _peak_memory_mb(device)  # before the training step: the peak of building + restore()
+    variants = [
+        _restore_variant(model, name, size_key, batch, precision, repeats, device)
+        for batch, precision in entry.restore_variants.get(size_key, ())
+    ]
 
     step_times: list[float] = []
 
@@ -231,10 +274,11 @@ def bench_model(name: str, size_key: str, repeats: int) -> dict:
     )
     trainer.fit(model, datamodule=RepeatedBatchDataModule(batch, repeats + 1))
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {
+    row = {
         "entry": name,
         "size": f"{size_key} {size}px",
         "batch": batch_size,
+        "precision": "fp32",
         "params_M": params / 1e6,
         "restore_s": infer_s,
         "train_step_s": statistics.median(step_times[1:]),
@@ -242,6 +286,24 @@ def bench_model(name: str, size_key: str, repeats: int) -> dict:
         "peak_mem_MB": _peak_memory_mb(device),
         "device": str(device),
     }
+    return [row, *variants]
+
+
+def _restore_variant(model, name: str, size_key: str, batch: int, precision: str, repeats: int,
+                     device: torch.device) -> dict:
+    """A restore() row at another batch size and precision (faces.inference.prepare: inference mode,
+    autocast): the median time and the peak memory during those runs."""
+    from facezoo.faces.inference import prepare
+
+    entry = MODELS[name]
+    size = entry.sizes[size_key]
+    inputs = _batch(entry.task, size, batch, device)
+    lq = inputs["lq"] if "lq" in inputs else inputs["paired"]["raw"]
+    run = prepare(model, device, precision)
+    with PeakMemory(device) as peak:
+        seconds = _median_time(lambda: run(lq), repeats)
+    return {"entry": name, "size": f"{size_key} {size}px", "batch": batch, "precision": precision,
+            "restore_s": seconds, "restore_peak_mem_MB": peak.mb, "device": str(device)}
 
 
 def degradation_input(size: int, batch: int) -> torch.Tensor:
@@ -432,11 +494,11 @@ def run_one(entry: str, size_key: str, repeats: int) -> list[dict]:
         return [bench_restore_split(size_key, repeats)]
     if entry == "recall":
         return bench_recall(size_key)
-    return [bench_model(entry, size_key, repeats)]
+    return bench_model(entry, size_key, repeats)
 
 
 TABLES = {  # a row's table: its entry's, else "models"
-    "models": ["entry", "size", "batch", "params_M", "restore_s", "train_step_s", "img_per_s",
+    "models": ["entry", "size", "batch", "precision", "params_M", "restore_s", "train_step_s", "img_per_s",
                "restore_peak_mem_MB", "peak_mem_MB", "device"],
     "restore": ["model", "size", "precision", "batch", "faces", "faces_per_s", "model_share", "device"],
     "restore_split": ["model", "size", "faces", "detect_s", "align_s", "restore_s", "paste_s", "total_s",

@@ -2,8 +2,10 @@
 own) and the table and JSON are written; a model entry times restore() and a real training step."""
 
 import json
+import time
 
 import pytest
+import torch
 
 from helpers import run_module
 
@@ -86,3 +88,24 @@ def test_recall_rows_compare_the_fast_pass_with_the_retries():
     assert md.startswith("## models\n\n| entry | size | restore_s |")
     assert "\n\n## recall\n\n| size | strength" in md
     assert "| small | all faces | all | 4 |" in md
+
+
+def test_a_restore_variant_row_times_another_batch_and_precision(tmp_path):
+    from facezoo.bench import _model, _restore_variant
+
+    model = _model("dfdnet", "small", tmp_path)
+    row = _restore_variant(model, "dfdnet", "small", 3, "bf16", 1, torch.device("cpu"))
+    assert (row["entry"], row["size"], row["batch"], row["precision"]) == ("dfdnet", "small 64px", 3, "bf16")
+    assert row["restore_s"] > 0 and row["restore_peak_mem_MB"] > 0
+
+
+def test_peak_memory_sees_an_allocation_inside_its_block():
+    from facezoo.bench import PeakMemory
+
+    with PeakMemory(torch.device("cpu")) as before:
+        pass
+    with PeakMemory(torch.device("cpu")) as during:
+        block = torch.ones(64, 2**20)  # 256 MB, touched
+        time.sleep(0.05)
+        del block
+    assert during.mb > before.mb + 200

@@ -137,3 +137,20 @@ def test_the_cpu_recipe_builds_its_dictionaries_trains_and_beats_pix2pixs_ssim(t
     metrics = train(cfg)
     assert load_dictionary(cfg.model.dictionary, 64).metadata["faces"] == "200"
     assert metrics["test/psnr"] > 21 and metrics["test/ssim"] > 0.5, metrics
+
+
+def test_ddp_leaves_the_fixed_dictionaries_alone_and_syncs_the_other_buffers(tmp_path, data_dir):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    model, _ = _model_and_batch(tmp_path, data_dir)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        synced = {id(b) for b in DistributedDataParallel(model).modules_buffers}
+    finally:
+        dist.destroy_process_group()
+    names = {name: id(b) for name, b in model.named_buffers()}
+    dictionaries = [n for n in names if ".dictionary." in n]
+    assert len(dictionaries) == len(PARTS) * len(SCALES)
+    assert not synced & {names[n] for n in dictionaries}
+    assert names["generator.upsample0.conv1.1.weight_u"] in synced  # spectral norm's state stays in step

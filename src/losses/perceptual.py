@@ -161,11 +161,11 @@ class VGG19Features(nn.Module):
                 x = (x + 1) / 2
             x = (x - self.mean) / self.std
         features = {}
-        for name in self.stack:
+        for previous, name in zip([None, *self.stack], self.stack, strict=False):
             if name.startswith("conv"):
                 x = F.conv2d(x, getattr(self, f"{name}_weight"), getattr(self, f"{name}_bias"), padding=1)
-            elif name.startswith("relu"):
-                x = F.relu(x)  # not in place: the pre-activation conv output may be returned
+            elif name.startswith("relu"):  # in place unless the pre-activation conv output is returned
+                x = F.relu(x, inplace=previous not in features)
             else:
                 x = F.max_pool2d(x, 2)
             if name in self.layers:

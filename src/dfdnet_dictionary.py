@@ -178,7 +178,8 @@ def build(cfg: DictConfig) -> dict:
         log.info("pass %d/%d (%s): mean squared distance of a part to its atom, per scale: %s",
                  number, builder.total_passes, kind, per_scale)
 
-    with progress(builder.total_passes * len(faces), "building DFDNet dictionaries", "faces") as advance:
+    what = f"building DFDNet dictionaries from {len(faces)} faces, {builder.total_passes} passes"
+    with progress(builder.total_passes * len(faces), what, "faces to read") as advance:
         dictionary = builder.fit(loader, advance, on_pass)
     recipe = {option: str(cfg[option]) for option in ("k", "boxes", "seed", "passes", "lloyd_passes")}
     dictionary.metadata = {**recipe, "faces": str(len(faces)), "vgg": vgg_file}

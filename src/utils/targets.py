@@ -6,10 +6,11 @@ from it with `hydra.utils.instantiate`, which calls whatever a `_target_` names,
 `_target_` of a config before anything is built:
 
 1. by the dotted name alone, so nothing outside the allowlist is even imported: `facezoo.…`,
-   `torch.optim.<Name>`, `torch.optim.lr_scheduler.<Name>`, `torch.nn.<Name>`;
+   `torch.optim.<Name>`, `torch.optim.lr_scheduler.<Name>`, `torch.nn.<Name>`, `pytorch_optimizer.<Name>`
+   (the kept optimizer package: StyleGANEX's Ranger);
 2. then the object it names must be a class: under `facezoo.` an `nn.Module` (LightningModules included) or
-   `LightningDataModule` subclass defined in a facezoo module; under `torch.optim` an `Optimizer`, under
-   `torch.optim.lr_scheduler` an `LRScheduler`, under `torch.nn` a `Module`.
+   `LightningDataModule` subclass defined in a facezoo module; under `torch.optim` and `pytorch_optimizer`
+   an `Optimizer`, under `torch.optim.lr_scheduler` an `LRScheduler`, under `torch.nn` a `Module`.
 
 Anything else is refused by name with one `FacezooError`.
 """
@@ -30,13 +31,17 @@ from torch import nn
 from facezoo.utils.errors import FacezooError
 
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-# torch namespaces: (module, the one class name after it, the base class it must subclass)
+# optimizer and torch namespaces: (module name, the base class the one class name after it must subclass)
 _TORCH = {
-    "torch.optim.lr_scheduler.": (torch.optim.lr_scheduler, torch.optim.lr_scheduler.LRScheduler),
-    "torch.optim.": (torch.optim, torch.optim.Optimizer),
-    "torch.nn.": (nn, nn.Module),
+    "torch.optim.lr_scheduler.": ("torch.optim.lr_scheduler", torch.optim.lr_scheduler.LRScheduler),
+    "torch.optim.": ("torch.optim", torch.optim.Optimizer),
+    "torch.nn.": ("torch.nn", nn.Module),
+    "pytorch_optimizer.": ("pytorch_optimizer", torch.optim.Optimizer),
 }
-ALLOWED = "facezoo networks, modules and datamodules, torch.optim optimizers and schedulers, torch.nn modules"
+ALLOWED = (
+    "facezoo networks, modules and datamodules, torch.optim and pytorch_optimizer optimizers, torch.optim "
+    "schedulers, torch.nn modules"
+)
 
 
 def _facezoo_class(target: str):
@@ -58,7 +63,7 @@ def _allowed(target: str) -> bool:
     for prefix, (module, base) in _TORCH.items():
         if target.startswith(prefix):
             name = target[len(prefix) :]
-            obj = getattr(module, name, None) if "." not in name else None
+            obj = getattr(importlib.import_module(module), name, None) if "." not in name else None
             return inspect.isclass(obj) and issubclass(obj, base)
     if not target.startswith("facezoo."):
         return False

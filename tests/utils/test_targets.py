@@ -14,6 +14,7 @@ ALLOWED = [
     "torch.optim.Adam",
     "torch.optim.lr_scheduler.MultiStepLR",
     "torch.nn.Identity",
+    "pytorch_optimizer.Ranger",  # StyleGANEX's optimizer
 ]
 REFUSED = [
     "pathlib.Path.write_text",  # outside the allowlist: judged by name
@@ -22,6 +23,7 @@ REFUSED = [
     "torch.load",  # torch, but not an optimizer, scheduler or nn module
     "torch.nn.functional.relu",
     "torch.optim.Adam.step",
+    "pytorch_optimizer.create_optimizer",  # the optimizer package, but a function
     "facezoo.utils.compose.compose_config",  # ours, but a function
     "facezoo.models.components.stylegan2.torch.nn.Linear",  # a class reached through a facezoo module
     "facezoo.no_such_module.Thing",

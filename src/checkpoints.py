@@ -15,9 +15,12 @@ generator: no random discriminator, no second copy for the EMA) and `facezoo_imp
   children of the model node) on the meta device (no memory, no initialisation); it then assigns the file's
   tensors to the networks `restore()` uses (`inference_networks()`) and holds the others out as skeletons
   (`facezoo.weights.networks`), so a discriminator is never materialised and its bytes never read. Nothing
-  here knows a method: the networks are the config's, the inference ones the module's own answer.
+  here knows a method: the networks are the config's, the inference ones the module's own answer. The
+  module's own tensors (state_dict keys without a dot, e.g. StyleGANEX's `latent_avg`) that the file holds
+  are loaded too.
 - `initialise_from(model, path)` (train's `init_from=`): a new run whose networks the file holds start from
-  it, the others fresh, an EMA copy the file lacks a copy of its network.
+  it, the others fresh, an EMA copy the file lacks a copy of its network; the module's own tensors from the
+  file, but for the training-loop state (`RUN_STATE`), which a new run starts afresh.
 """
 
 # isort: off
@@ -45,6 +48,7 @@ from facezoo.weights.networks import ema_sources, hold_out, network_state, netwo
 from facezoo.weights.releases import import_release
 from facezoo.weights.resolver import KNOWN_WEIGHTS, resolve
 from facezoo.weights.state_dict import load_state_dict, match_state_dict, sub_tree
+from facezoo.weights.styleganex import pickled_opts_error
 
 log = logging.getLogger("facezoo")
 
@@ -52,6 +56,7 @@ CONFIG_KEY = "facezoo_config"
 FORMAT_KEY = "facezoo_format"
 IMPORTED_KEY = "facezoo_imported"
 FORMAT_VERSION = 1
+RUN_STATE = ("batch_counter", "mean_path_length")  # FaceZooModule's and GANModule's training-loop buffers
 
 
 # --- writing and reading ------------------------------------------------------------------------------------
@@ -161,7 +166,10 @@ def open_model_file(path: str | os.PathLike, option: str | None = None) -> Model
     name = f"{option}={path}" if option else str(path)
     if not path.is_file():
         raise FacezooError(f"{name}: file not found")
-    raw = load_state_dict(path, mmap=True)
+    try:
+        raw = load_state_dict(path, mmap=True)
+    except FacezooError as err:
+        raise pickled_opts_error(path, err) from None
     if CONFIG_KEY not in raw:
         try:
             imported = import_release(raw)
@@ -226,6 +234,17 @@ def _assign(net: torch.nn.Module, weights: dict) -> None:
     )
 
 
+def _load_own(model, state: dict, what: str, skip: tuple[str, ...] = ()) -> list[str]:
+    """Copy the module's own tensors (its state_dict keys without a dot) that `state` holds, but `skip`, into
+    the module, checked by shape. → their names."""
+    mine = model.state_dict(keep_vars=True).items()
+    own = {k: v for k, v in mine if "." not in k and k in state and k not in skip}
+    with torch.no_grad():
+        for key, value in match_state_dict({k: state[k] for k in own}, own, what).items():
+            own[key].copy_(value)
+    return list(own)
+
+
 def load_model(source: str | os.PathLike | ModelFile, device: str | torch.device = "cpu"):
     """A ready, eval-mode FaceZooModule from a facezoo checkpoint (trained or imported) or an official
     release file; only the networks `restore()` uses are read and materialised."""
@@ -241,13 +260,15 @@ def load_model(source: str | os.PathLike | ModelFile, device: str | torch.device
     for name in networks(model):
         if name not in used:
             hold_out(model, name)
+    _load_own(model, file.state_dict, str(file.path))
     return model.to(device).eval()
 
 
 def initialise_from(model, path: str | os.PathLike) -> list[str]:
     """Initialise the networks of a freshly built `model` that the file holds (any file `load_model`
     accepts); an EMA copy the file lacks becomes a copy of its network (and a network the file lacks, a copy
-    of its EMA). → the names of the networks initialised. Marks `model.initialised_from`."""
+    of its EMA); the module's own tensors the file holds (StyleGANEX's `latent_avg`) but `RUN_STATE`. → the
+    names of the networks (and own tensors) initialised. Marks `model.initialised_from`."""
     option = f"init_from={path}"
     file = open_model_file(path, option="init_from")
     stored = ((file.config or {}).get("model") or {}).get("_target_")
@@ -263,7 +284,8 @@ def initialise_from(model, path: str | os.PathLike) -> list[str]:
             loaded.append(name)
     if not loaded:
         raise FacezooError(f"{option}: holds none of the model's networks ({', '.join(nets)})")
-    homeless = sorted({k.split(".")[0] for k in file.state_dict} - set(nets))
+    own = _load_own(model, file.state_dict, option, skip=RUN_STATE)
+    homeless = sorted({k.split(".")[0] for k in file.state_dict} - set(nets) - set(own) - set(RUN_STATE))
     if homeless:
         log.warning("%s: %s not in this run's model, not loaded", option, ", ".join(homeless))
     for ema, source in ema_sources(model).items():
@@ -274,7 +296,7 @@ def initialise_from(model, path: str | os.PathLike) -> list[str]:
             nets[source].load_state_dict(nets[ema].module.state_dict())
             loaded.append(source)
     model.initialised_from = str(path)
-    return loaded
+    return loaded + own
 
 
 def imported_checkpoint(imported: Imported, datamodule: str = "ffhq") -> dict:
@@ -292,6 +314,8 @@ def imported_checkpoint(imported: Imported, datamodule: str = "ffhq") -> dict:
         except AttributeError:
             raise FacezooError(f"{imported.method}: the model config builds no {name}") from None
         match_state_dict(state, net, f"{imported.method} {name}")
+    own = {k: v for k, v in model.state_dict().items() if "." not in k}
+    match_state_dict(imported.buffers, {k: own[k] for k in imported.buffers if k in own}, imported.method)
     return {
         "state_dict": imported.state_dict(),
         CONFIG_KEY: config,

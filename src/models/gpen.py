@@ -40,13 +40,11 @@ from facezoo.datamodules.batch import eval_pair
 from facezoo.losses.adversarial import discriminator_loss, generator_loss
 from facezoo.losses.feature_matching import FeatureMatchingLoss
 from facezoo.losses.identity import IdentityLoss
-from facezoo.models.components.arcface import IRSE50, gpen_identity_crop
 from facezoo.models.components.gpen import GPENGenerator
 from facezoo.models.gan import GANModule, resize_to
 from facezoo.models.gan_prior import GANPriorMixin
+from facezoo.models.identity_term import IdentityTermMixin
 from facezoo.utils.errors import ConfigError
-from facezoo.weights.resolver import KNOWN_WEIGHTS, resolve
-from facezoo.weights.state_dict import load_state_dict, match_state_dict
 from facezoo.weights.stylegan2 import import_stylegan2_prior
 
 log = logging.getLogger("facezoo")
@@ -54,7 +52,7 @@ log = logging.getLogger("facezoo")
 CONTENT = {"l1": F.l1_loss, "smooth_l1": F.smooth_l1_loss}
 
 
-class GPEN(GANPriorMixin, GANModule):
+class GPEN(IdentityTermMixin, GANPriorMixin, GANModule):
     METHOD = "GPEN"
     PRIOR_FILES = "a model=stylegan2 .ckpt, or a g_ema .pt"
     LOSS_WEIGHTS = ("content", "fm", "identity", "r1", "path")
@@ -82,35 +80,6 @@ class GPEN(GANPriorMixin, GANModule):
         # the first training step that uses it, as before: restore() and load_model never read it
         self.identity_file = self.find_identity_file(identity) if self.loss_weights["identity"] > 0 else None
         self.identity_loss: IdentityLoss | None = None
-
-    def find_identity_file(self, identity: Mapping | None):
-        """model_ir_se50.pth, or None (the identity term is skipped, which training says)."""
-        options = {"weights": None, "required": False, **(identity or {})}
-        path = resolve(
-            "ir_se50", options["weights"], required=options["required"], option="model.identity.weights"
-        )
-        if path is None:
-            self.training_note(
-                f"GPEN: identity loss SKIPPED: {KNOWN_WEIGHTS['ir_se50'].filename} not found (put it in "
-                "pretrained/ or set model.identity.weights=PATH; model.identity.required=true refuses to "
-                "start instead)"
-            )
-        return path
-
-    def identity(self) -> IdentityLoss | None:
-        """1 − cos of IR-SE50 embeddings (train_simple.py), built on first use; None without its file."""
-        if self.identity_loss is None and self.identity_file is not None:
-            self.identity_loss = self.load_identity_loss(self.identity_file).to(self.device)
-        return self.identity_loss
-
-    @staticmethod
-    def load_identity_loss(path) -> IdentityLoss:
-        net = IRSE50()
-        state = load_state_dict(path)
-        # files saved before PyTorch 0.4.1 have no BatchNorm step counters: keep ours (unused in eval)
-        counters = {k: v for k, v in net.state_dict().items() if k.endswith("num_batches_tracked")}
-        net.load_state_dict(match_state_dict({**counters, **state}, net, "IR-SE50"))
-        return IdentityLoss(net, gpen_identity_crop, "cosine")
 
     # -- the GAN prior -------------------------------------------------------------------------------------
     def prior_decoder(self) -> nn.Module:

@@ -1,10 +1,11 @@
-"""`facezoo-import FILE --out X.ckpt [--method gpen|gfpgan|stylegan2|dfdnet] [--discriminator FILE]
+"""`facezoo-import FILE --out X.ckpt [--method gpen|gfpgan|stylegan2|dfdnet|styleganex] [--discriminator FILE]
 [--components LEFT_EYE RIGHT_EYE MOUTH] [--dictionary DIR_OR_FILE] [--datamodule NAME]`: an official release →
 a facezoo checkpoint (DFDNet's: with its dictionaries, and its VGG-19 written beside it as X_vgg19.pth).
 
 The method is recognised from the file's keys and the architecture from its shapes (`weights.releases`). The
-checkpoint holds what the release holds: the generator, plus the discriminator and GFP-GAN's facial-component
-discriminators when given, so users can fine-tune (`facezoo-train init_from=X.ckpt`, which builds the rest).
+checkpoint holds what the release holds: the generator (StyleGANEX: encoder, decoder and latent_avg), plus the
+discriminator and GFP-GAN's facial-component discriminators when given, so users can fine-tune
+(`facezoo-train init_from=X.ckpt`, which builds the rest).
 `facezoo-eval ckpt_path=X.ckpt` evaluates it (on `--datamodule`, default ffhq, unless eval is given one);
 `load_model` reads it as it reads the release itself.
 """
@@ -26,7 +27,7 @@ def import_file(args: argparse.Namespace) -> None:
         imported.overrides.append(f"model.generator.vgg_weights={vgg.resolve()}")
         print(f"wrote {vgg}: the release's VGG-19 encoder (torchvision layout), which the checkpoint uses")
     save_checkpoint(imported_checkpoint(imported, args.datamodule), args.out)
-    held = ", ".join(imported.networks)
+    held = ", ".join([*imported.networks, *imported.buffers])
     print(f"wrote {args.out}: {imported.description} ({held}); "
           f"evaluate with: facezoo-eval ckpt_path={args.out}")
 
@@ -34,12 +35,12 @@ def import_file(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="facezoo-import",
-        description="Convert an official release (GPEN, GFP-GAN, StyleGAN2, DFDNet) into a facezoo "
-        "checkpoint that facezoo-eval, load_model and facezoo-train init_from=... read. Nothing is "
+        description="Convert an official release (GPEN, GFP-GAN, StyleGAN2, DFDNet, StyleGANEX) into a "
+        "facezoo checkpoint that facezoo-eval, load_model and facezoo-train init_from=... read. Nothing is "
         "downloaded.",
     )
     parser.add_argument("file", help="GPEN-BFR-512.pth, GFPGANv1.4.pth, GFPGANv1.pth, a StyleGAN2 .pt/.pth, "
-                        "DFDNet's latest_net_G.pth …")
+                        "DFDNet's latest_net_G.pth, styleganex_sr.pt …")
     parser.add_argument("--out", required=True, help="the .ckpt file to write")
     parser.add_argument("--method", choices=sorted(IMPORTERS),
                         help="default: recognised from the file's keys")

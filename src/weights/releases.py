@@ -2,7 +2,7 @@
 architecture from its shapes), and its import into facezoo networks.
 
 Supported (`SUPPORTED`, the message of an unknown file): GPEN generators, GFP-GAN generators, StyleGAN2
-generators, DFDNet generators (with their dictionaries). StyleGANEX adds one importer to `IMPORTERS`.
+generators, DFDNet generators (with their dictionaries), StyleGANEX checkpoints (inversion and SR).
 """
 
 import os
@@ -15,12 +15,14 @@ from facezoo.weights.gpen import import_gpen_release, is_gpen_generator
 from facezoo.weights.imported import Imported
 from facezoo.weights.state_dict import as_state_dict, pick, strip_prefix, sub_tree
 from facezoo.weights.stylegan2 import basicsr_discriminator_name, import_stylegan2_release
+from facezoo.weights.styleganex import import_styleganex_release, is_styleganex_release, pickled_opts_error
 
 SUPPORTED = (
     "GPEN generators (GPEN-BFR-512/256.pth, a GPEN training checkpoint's g_ema), "
     "GFP-GAN generators (GFPGANv1.pth, GFPGANv1.3/v1.4.pth, BasicSR net_g params_ema/params), "
     "StyleGAN2 generators (rosinality/GPEN g_ema, BasicSR StyleGAN2_*.pth params_ema, GFP-GAN clean), "
-    "DFDNet generators (latest_net_G.pth, BasicSR DFDNet_official-*.pth params) with --dictionary"
+    "DFDNet generators (latest_net_G.pth, BasicSR DFDNet_official-*.pth params) with --dictionary, "
+    "StyleGANEX checkpoints (styleganex_inversion.pt, styleganex_sr.pt, styleganex_sr32.pt)"
 )
 
 IMPORTERS: dict[str, Callable[..., Imported]] = {
@@ -28,6 +30,7 @@ IMPORTERS: dict[str, Callable[..., Imported]] = {
     "gfpgan": import_gfpgan_release,
     "stylegan2": import_stylegan2_release,
     "dfdnet": import_dfdnet_release,
+    "styleganex": import_styleganex_release,
 }
 
 
@@ -57,7 +60,10 @@ def _generator(state: Mapping) -> dict:
 def recognise(source) -> str:
     """The importer (`IMPORTERS` key) for a release file or state, from its keys; else one FacezooError
     listing what is supported."""
-    generator = _generator(as_state_dict(source))
+    state = as_state_dict(source)
+    if is_styleganex_release(state):
+        return "styleganex"
+    generator = _generator(state)
     if is_gpen_generator(generator):
         return "gpen"
     if is_gfpgan_generator(generator):
@@ -75,7 +81,10 @@ def import_release(
     """An official release file (path or state) → facezoo networks. `method` (a key of `IMPORTERS`) is
     recognised from the keys when not given; `discriminator`, `components` (GFP-GAN) and `dictionary`
     (DFDNet) are files of the same release."""
-    state = as_state_dict(source)
+    try:
+        state = as_state_dict(source)
+    except FacezooError as err:
+        raise pickled_opts_error(source, err) from None
     try:
         method = method or recognise(state)
     except FacezooError as err:

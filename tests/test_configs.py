@@ -97,7 +97,8 @@ def test_every_model_config_has_the_one_shape(tmp_path, model):
     of loss weights; the run's iterations; no flat learning-rate or loss-weight keys."""
     cfg = compose_config(overrides=[f"model={model}"], output_dir=tmp_path).model
     assert cfg.discriminator._target_.startswith("facezoo.models.components.")
-    assert all(n._target_.startswith("torch.optim.") and n._partial_ for n in cfg.optimizers.values())
+    optimizers = ("torch.optim.", "pytorch_optimizer.")  # StyleGANEX: pytorch_optimizer.Ranger, as official
+    assert all(n._target_.startswith(optimizers) and n._partial_ for n in cfg.optimizers.values())
     schedulers = cfg.schedulers or {}
     assert set(schedulers) <= set(cfg.optimizers) and all(
         n._target_.startswith("torch.optim.lr_scheduler.") and n._partial_ for n in schedulers.values()

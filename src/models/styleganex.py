@@ -122,7 +122,7 @@ class StyleGANEX(IdentityTermMixin, FaceZooModule):
         encoder_init: Mapping | None = None,
         identity: Mapping | None = None,
         lpips_required: bool = False,
-        loss: Mapping[str, float] | None = None,
+        loss_weights: Mapping[str, float] | None = None,
         r1_every: int = 16,
         name: str = "styleganex",
         **base_args,
@@ -131,10 +131,10 @@ class StyleGANEX(IdentityTermMixin, FaceZooModule):
         when loss.adv > 0 (else dropped with its optimizer). `feat_ind` (official first_layer_feature_ind): 0,
         f enters G's first layer; else f and E's RGB skip replace the first layer's outputs. See the module
         docstring for the rest."""
-        if set(loss or {}) != set(self.LOSS_WEIGHTS):
-            raise ConfigError(f"model.loss: StyleGANEX weighs {', '.join(self.LOSS_WEIGHTS)}; got "
-                              f"{', '.join(loss or {}) or 'none'}")
-        super().__init__(loss_weights=loss, **base_args)
+        if set(loss_weights or {}) != set(self.LOSS_WEIGHTS):
+            raise ConfigError(f"model.loss_weights: StyleGANEX weighs {', '.join(self.LOSS_WEIGHTS)}; got "
+                              f"{', '.join(loss_weights or {}) or 'none'}")
+        super().__init__(loss_weights=loss_weights, **base_args)
         w = self.loss_weights
         if task not in TASKS:
             raise ConfigError(f"model.task={task}: expected one of {', '.join(TASKS)}")
@@ -159,7 +159,9 @@ class StyleGANEX(IdentityTermMixin, FaceZooModule):
             )
         self.register_buffer("latent_avg", torch.zeros(decoder.n_latent, decoder.style_dim))
         if w["adv"] > 0 and discriminator is None:
-            raise ConfigError(f"model.loss.adv={w['adv']} needs model.discriminator (a StyleGAN2 D config)")
+            raise ConfigError(
+                f"model.loss_weights.adv={w['adv']} needs model.discriminator (a StyleGAN2 D config)"
+            )
         self.discriminator = discriminator if w["adv"] > 0 else None
         if self.discriminator is None:
             self.optimizer_factories.pop("discriminator", None)
@@ -189,7 +191,9 @@ class StyleGANEX(IdentityTermMixin, FaceZooModule):
         if w["lpips"] > 0 and self.lpips is None:
             net = self.hparams.lpips_net
             if net is None:
-                raise ConfigError(f"model.loss.lpips={w['lpips']} needs model.lpips_net (alex, as official)")
+                raise ConfigError(
+                    f"model.loss_weights.lpips={w['lpips']} needs model.lpips_net (alex, as official)"
+                )
             # None means build_lpips found no backbone: say which file, or refuse when required
             resolve(BACKBONES[net], self.hparams.lpips_weights, required=lpips_required,
                     option="model.lpips_weights")

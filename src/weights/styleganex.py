@@ -175,7 +175,7 @@ def _overrides(task: str, opts: Mapping, decoder: dict, encoder: dict) -> list[s
             raise FacezooError(f"{WHAT}: opts resize_factors={factors!r}; expected factors like '1,2,4,8'")
         out.append(f"model.resize_factors=[{factors.replace(' ', '')}]")
         out.append(f"model.blind_sr={bool(opts['blind_sr'])}")
-    out += [f"model.loss.{k}={float(opts[option])}" for k, option in LOSSES.items()]
+    out += [f"model.loss_weights.{k}={float(opts[option])}" for k, option in LOSSES.items()]
     out.append(f"model.r1_every={int(opts['d_reg_every'])}")
     # the file holds the decoder; restoring and evaluating it need none of the training losses' files
     out += ["model.prior.required=false", "model.identity.required=false", "model.lpips_required=false"]

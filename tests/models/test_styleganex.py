@@ -114,7 +114,8 @@ def test_lpips_and_identity_terms_with_their_files(tmp_path, data_dir, faces):
     torch.save({f"features.{k}": v for k, v in alexnet.items()}, tmp_path / "alexnet-owt-7be5be79.pth")
     torch.save(IRSE50().state_dict(), tmp_path / "model_ir_se50.pth")
     model = _build(tmp_path, data_dir, "inversion", "model.lpips_net=alex", f"model.lpips_weights={tmp_path}",
-                   "model.loss.lpips=0.8", f"model.identity.weights={tmp_path}", "model.loss.id=0.1")
+                   "model.loss_weights.lpips=0.8", f"model.identity.weights={tmp_path}",
+                   "model.loss_weights.id=0.1")
     assert model.identity_loss is None  # read at the first step that uses it
     trainer = fit_repeated(model, {"hq": faces}, 1)
     assert {"train/lpips", "train/id", "train/w_norm", "train/l2"} <= set(trainer.callback_metrics)
@@ -183,10 +184,10 @@ def test_required_files_refuse_to_start(tmp_path, data_dir):
         _build(tmp_path, data_dir, "inversion", "model.prior.required=true",
                f"model.prior.checkpoint={tmp_path / 'nowhere.pt'}")
     with pytest.raises(WeightsNotFoundError, match="model.lpips_weights"):
-        _build(tmp_path, data_dir, "inversion", "model.lpips_net=alex", "model.loss.lpips=0.8",
+        _build(tmp_path, data_dir, "inversion", "model.lpips_net=alex", "model.loss_weights.lpips=0.8",
                "model.lpips_required=true")
     with pytest.raises(WeightsNotFoundError, match="model.identity.weights"):
-        _build(tmp_path, data_dir, "inversion", "model.loss.id=0.1", "model.identity.required=true")
+        _build(tmp_path, data_dir, "inversion", "model.loss_weights.id=0.1", "model.identity.required=true")
 
 
 @pytest.mark.parametrize("recipe", ["inversion", "sr"])
@@ -199,11 +200,11 @@ def test_paper_recipes_pin_the_official_numbers_and_refuse_without_their_files(t
     assert m.prior.required and m.lpips_required and m.encoder_init.required
     if recipe == "inversion":
         assert (data.batch_size, data.image_size, m.encoder.skip_max_layer) == (8, 320, 0)
-        assert dict(m.loss) == {"l2": 1.0, "lpips": 0.8, "id": 0.1, "w_norm": 0.001, "adv": 0.0, "r1": 1.0}
+        assert dict(m.loss_weights) == {"l2": 1.0, "lpips": 0.8, "id": 0.1, "w_norm": 0.001, "adv": 0.0, "r1": 1.0}
     else:
         assert (data.batch_size, data.image_size, m.encoder.skip_max_layer, list(m.resize_factors)) == (
             4, 1280, 4, [8])
-        assert dict(m.loss) == {"l2": 1.0, "lpips": 0.8, "id": 0.0, "w_norm": 0.0, "adv": 0.1, "r1": 1.0}
+        assert dict(m.loss_weights) == {"l2": 1.0, "lpips": 0.8, "id": 0.0, "w_norm": 0.0, "adv": 0.1, "r1": 1.0}
     with pytest.raises(WeightsNotFoundError, match="stylegan2-ffhq-config-f.pt"):
         instantiate(m, "model")
 

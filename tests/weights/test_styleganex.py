@@ -111,10 +111,10 @@ def test_every_official_tensor_is_imported_and_the_config_rebuilt_from_the_opts(
                 "model.decoder.narrow=0.25", "model.encoder.narrow=0.25", "model.crop_face=True",
                 "model.feat_ind=0", "model.prior.required=false"]
     if task == "sr":
-        expected += ["model.resize_factors=[8]", "model.blind_sr=False", "model.loss.adv=0.1",
+        expected += ["model.resize_factors=[8]", "model.blind_sr=False", "model.loss_weights.adv=0.1",
                      "model.discriminator.size=64"]
     else:
-        expected += ["model.loss.id=0.1", "model.loss.w_norm=0.001"]
+        expected += ["model.loss_weights.id=0.1", "model.loss_weights.w_norm=0.001"]
     assert set(expected) <= set(imported.overrides)
 
 

@@ -200,11 +200,13 @@ def test_paper_recipes_pin_the_official_numbers_and_refuse_without_their_files(t
     assert m.prior.required and m.lpips_required and m.encoder_init.required
     if recipe == "inversion":
         assert (data.batch_size, data.image_size, m.encoder.skip_max_layer) == (8, 320, 0)
-        assert dict(m.loss_weights) == {"l2": 1.0, "lpips": 0.8, "id": 0.1, "w_norm": 0.001, "adv": 0.0, "r1": 1.0}
+        weights = {"l2": 1.0, "lpips": 0.8, "id": 0.1, "w_norm": 0.001, "adv": 0.0, "r1": 1.0}
+        assert dict(m.loss_weights) == weights
     else:
         assert (data.batch_size, data.image_size, m.encoder.skip_max_layer, list(m.resize_factors)) == (
             4, 1280, 4, [8])
-        assert dict(m.loss_weights) == {"l2": 1.0, "lpips": 0.8, "id": 0.0, "w_norm": 0.0, "adv": 0.1, "r1": 1.0}
+        weights = {"l2": 1.0, "lpips": 0.8, "id": 0.0, "w_norm": 0.0, "adv": 0.1, "r1": 1.0}
+        assert dict(m.loss_weights) == weights
     with pytest.raises(WeightsNotFoundError, match="stylegan2-ffhq-config-f.pt"):
         instantiate(m, "model")
 

@@ -174,14 +174,17 @@ class PeakMemory:
         return self
 
     def _sample(self) -> None:
-        import os
-
-        page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
         while True:
-            with open("/proc/self/statm") as statm:
-                self.mb = max(self.mb, int(statm.read().split()[1]) * page_mb)
+            self._read()
             if self._stop.wait(0.005):
                 return
+
+    def _read(self) -> None:
+        import os
+
+        with open("/proc/self/statm") as statm:
+            resident_pages = int(statm.read().split()[1])
+        self.mb = max(self.mb, resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20)
 
     def __exit__(self, *exc) -> None:
         if self.device.type == "cuda":
@@ -189,6 +192,7 @@ class PeakMemory:
         else:
             self._stop.set()
             self._thread.join()
+            self._read()  # a starved sampler thread still sees what the block holds at its end
 
 
 def _peak_memory_mb(device: torch.device) -> float:

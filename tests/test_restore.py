@@ -16,6 +16,7 @@ from skimage import data
 from facezoo.checkpoints import config_entries
 from facezoo.restore import restore
 from facezoo.utils.compose import compose_config
+from facezoo.utils.errors import ConfigError
 from facezoo.utils.instantiate import instantiate
 from helpers import TINY, run_modules
 
@@ -179,3 +180,27 @@ def test_an_official_release_file_restores_with_its_own_alignment_and_size(tmp_p
     assert len(faces) == 1
     eyes = five_points(faces[0].landmarks)[:2]
     assert np.abs(eyes - face_template(512)[:2].numpy()).max() < 20  # px of 512
+
+
+def test_a_styleganex_super_resolution_checkpoint_restores_a_photo(tmp_path, photos, data_dir):
+    """StyleGANEX sr (FFHQ-aligned crops, any size): the crop goes to E at 1/r and the decoder draws it at
+    the crop's size; its inversion checkpoints are reconstructions, not restorers: refused by name."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for task in ("sr", "inversion"):
+        cfg = compose_config(overrides=[*TINY, f"model=styleganex_{task}", "datamodule=synthetic_restore"],
+                             output_dir=folder, data_dir=data_dir)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        torch.manual_seed(0)
+        model = instantiate(cfg.model, "model")
+        torch.save({"state_dict": model.state_dict(), **config_entries(cfg)}, folder / f"{task}.ckpt")
+    out = tmp_path / "out.png"
+    report = _restore(tmp_path, f"input={photos / 'astronaut.png'}", f"output={out}",
+                      f"weights={folder / 'sr.ckpt'}", "crop_size=128", "save_crops=true")
+    assert report["faces"] == 1 and Image.open(out).size == (512, 512)
+    restored = np.asarray(Image.open(tmp_path / "crops" / "out_00_restored.png"))
+    assert restored.shape == (128, 128, 3) and restored.std() > 0
+    with pytest.raises(ConfigError, match="alignment=None: StyleGANEX is not a face restorer"):
+        _restore(tmp_path, f"input={photos / 'astronaut.png'}", f"output={tmp_path / 'inv.png'}",
+                 f"weights={folder / 'inversion.ckpt'}")

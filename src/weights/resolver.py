@@ -64,6 +64,8 @@ class WeightSpec:
 # - IR-SE50: yangxy/GPEN README.md (the files it lists for weights/); no published hash.
 # - StyleGAN2 FFHQ config-f (rosinality conversion) and faceparsing.pth (zllrunning's BiSeNet, renamed):
 #   williamyang1991/StyleGANEX README.md ("original_stylegan", "faceparsing.pth"), Google Drive; no hashes.
+# - StyleGANEX releases: williamyang1991/StyleGANEX README.md "Pre-trained Models", the Hugging Face mirror it
+#   links (PKUWilliamYang/StyleGANEX, pretrained_models/); no published hashes.
 # - DFDNet dictionaries: XPixelGroup/BasicSR scripts/download_pretrained_models.py (Google Drive id of
 #   DFDNet_dict_512-f79685f0.pth); no verified hash (see facezoo.weights.download for what is checked then).
 # - dlib's 68-point predictor and MMOD detector: dlib.net/files publishes them bz2-compressed only; the
@@ -76,6 +78,7 @@ _FACE_RECOGNITION_MODELS = (
     "https://github.com/ageitgey/face_recognition_models/raw/master/face_recognition_models/models/"
 )
 _TORCHVISION = "https://download.pytorch.org/models/"
+_STYLEGANEX_MODELS = "https://huggingface.co/PKUWilliamYang/StyleGANEX/resolve/main/pretrained_models/"
 
 KNOWN_WEIGHTS: dict[str, WeightSpec] = {
     spec.key: spec
@@ -187,6 +190,27 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
             "facezoo-restore weights=GPEN-BFR-256.pth",
             "GPEN blind face restoration release, 256 px",
             _GPEN_MODELS + "GPEN-BFR-256.pth",
+        ),
+        WeightSpec(
+            "styleganex_inversion",
+            "styleganex_inversion.pt",
+            "facezoo-invert ckpt=styleganex_inversion.pt; StyleGANEX sr's encoder_init",
+            "StyleGANEX inversion encoder + StyleGAN2 FFHQ decoder (1024 px)",
+            _STYLEGANEX_MODELS + "styleganex_inversion.pt",
+        ),
+        WeightSpec(
+            "styleganex_sr",
+            "styleganex_sr.pt",
+            "facezoo-restore weights=styleganex_sr.pt",
+            "StyleGANEX face super-resolution, x4 to x48 (1024 px output)",
+            _STYLEGANEX_MODELS + "styleganex_sr.pt",
+        ),
+        WeightSpec(
+            "styleganex_sr32",
+            "styleganex_sr32.pt",
+            "facezoo-restore weights=styleganex_sr32.pt",
+            "StyleGANEX face super-resolution, x32 only (1024 px output)",
+            _STYLEGANEX_MODELS + "styleganex_sr32.pt",
         ),
         WeightSpec(
             "dlib_landmarks68",

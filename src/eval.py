@@ -5,7 +5,10 @@ a facezoo checkpoint (trained or imported) or an official release (GPEN-BFR-512.
 model is rebuilt from the checkpoint alone, only its inference networks read; the data come from
 `datamodule=` when given, else from the checkpoint's config (a release has none). Images are evaluated at the
 size the checkpoint was trained at (a release: its network's size), not the data set's default, unless
-`datamodule.image_size` is given. Stored configs only build the zoo's own classes (`facezoo.utils.targets`).
+`datamodule.image_size` is given. Without `datamodule=`, `++datamodule.KEY=VALUE` edits the stored data
+config (e.g. `++datamodule.unaligned.prob=1`: unaligned test faces, src/datamodules/unaligned.py; `++`, not
+`+`, also works beside `datamodule=NAME`, whose file may hold the key already). Stored configs only build the
+zoo's own classes (`facezoo.utils.targets`).
 Writes `metrics.json` and `metrics.md` into the eval run folder, plus a sample grid.
 """
 
@@ -25,6 +28,7 @@ from facezoo.cli import CONF_DIR, check_seed, run_cli
 from facezoo.utils.errors import ConfigError
 from facezoo.utils.instantiate import instantiate
 from facezoo.utils.results import test_metrics, write_metrics
+from facezoo.utils.targets import check_targets
 
 
 def _user_set(key: str) -> bool:
@@ -51,7 +55,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.get("ckpt_path"):
         raise ConfigError("ckpt_path is missing: give the run folder or the checkpoint file to evaluate")
     file = open_model_file(cfg.ckpt_path, option="ckpt_path")
-    stored = None if cfg.get("datamodule") else file.datamodule_config()  # checked before anything is built
+    given = cfg.get("datamodule")
+    edits = given is not None and "_target_" not in given  # `++datamodule.KEY=...` without `datamodule=`
+    stored = None if given and not edits else file.datamodule_config()  # checked before anything is built
+    if edits:
+        stored = OmegaConf.merge(stored, given)
+        check_targets(stored, f"{file.path.name}: datamodule")
     model = load_model(file)
     data_cfg = stored or sized_data_config(cfg.datamodule, file, model)
     out = Path(cfg.paths.output_dir)

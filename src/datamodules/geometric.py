@@ -20,6 +20,9 @@ official reflect-pads) on the batch's device, only the samples whose matrix is n
 live in a frame centred on the image and scaled by half its shorter side, so images of any size and aspect
 (an input and its ×4 target) get the same geometric change. The official upsamples ×2 with a wavelet filter
 before the warp and downsamples after it (less aliasing); we warp at the image's own resolution.
+
+`similarity(shift, angle, scale)` builds such matrices from given per-sample values (the unaligned evaluation
+faces of datamodules/unaligned.py), and `warp_boxes` moves pixel boxes with them.
 """
 
 import math
@@ -85,6 +88,29 @@ def sample_affine(batch: int, p: float, pixels: int = 256, device=None) -> torch
     for transform, prob in steps:
         matrix = maybe(transform, prob) @ matrix
     return matrix
+
+
+def similarity(shift: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) forward transforms about the image centre: isotropic `scale` (B,), then rotation by `angle`
+    (B,) radians (y points down: a positive angle turns the image clockwise as seen), then translation by
+    `shift` (B, 2) (x, y) in frame units (the shorter side spans 2)."""
+    return _translate(shift) @ _rotate(angle) @ _scale(scale, scale)
+
+
+def warp_boxes(boxes: torch.Tensor, matrices: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, N, 4) pixel-index boxes (x1, y1, x2, y2) of (height, width) images moved as `warp(images,
+    matrices)` moves the images: the axis-aligned box around the four moved corners (a rotated box grows).
+    Moved boxes may reach outside the image; they are not clipped."""
+    x1, y1, x2, y2 = boxes.float().unbind(-1)
+    corners = torch.stack([torch.stack(c, -1) for c in ((x1, y1), (x2, y1), (x1, y2), (x2, y2))], -2)
+    # pixel i's centre is at (2i + 1)/side − 1 of affine_grid's [−1, 1] (align_corners=False), which spans
+    # ±side/shorter side of the frame
+    sides, short = boxes.new_tensor((width, height), dtype=torch.float32), min(height, width)
+    frame = (2 * corners + 1 - sides) / short  # (B, N, 4 corners, 2)
+    m = matrices.float().to(boxes.device)
+    moved = torch.einsum("bij,bnkj->bnki", m[:, :2, :2], frame) + m[:, None, None, :2, 2]
+    pixels = (moved * short + sides - 1) / 2
+    return torch.cat((pixels.amin(-2), pixels.amax(-2)), dim=-1).to(boxes.dtype)
 
 
 def warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,9 @@ training rather than after it.
 the images as loaded (src/datamodules/boxes.py), for GFP-GAN's facial-component discriminators. `use_hflip`
 flips training samples horizontally (p 0.5) before the degradation, images and boxes together, as GFP-GAN's
 FFHQDegradationDataset does (`augment(img_gt, hflip=True)`, then `get_component_coordinates(index, status)`).
+
+`unaligned` moves validation and test faces (each by its own shift, rotation and zoom-out, fixed per index)
+before the degradation, boxes included: restoration beyond aligned crops (src/datamodules/unaligned.py).
 """
 
 import logging
@@ -29,6 +32,7 @@ from facezoo.datamodules.boxes import (
     load_gfpgan_landmarks,
 )
 from facezoo.datamodules.folders import ImageFolder, PairedImageFolders, PlanDataset
+from facezoo.datamodules.unaligned import Unaligned
 from facezoo.utils.errors import ConfigError, DataError
 from facezoo.weights.resolver import KNOWN_WEIGHTS, resolve
 
@@ -57,6 +61,7 @@ class RestoreDataModule(FaceDataModule):
     (`canonical_boxes` for every image) | GFP-GAN's landmarks file: a path, or `gfpgan_component_boxes` /
     its file name to find it in the pretrained folders (src/weights/resolver.resolve).
     use_hflip: flip training samples horizontally with probability 0.5 (never validation or test).
+    unaligned: None (off) | {prob, shift, rotate, zoom_out, seed}: unaligned validation and test faces.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class RestoreDataModule(FaceDataModule):
         verify_images: bool = True,
         component_boxes: str | None = None,
         use_hflip: bool = False,
+        unaligned: dict | None = None,
         **loader_args,
     ) -> None:
         super().__init__(**loader_args)
@@ -85,6 +91,7 @@ class RestoreDataModule(FaceDataModule):
                 "GFP-GAN's landmarks file (FFHQ_eye_mouth_landmarks_512.pth)"
             )
         self.component_boxes, self.use_hflip = component_boxes, bool(use_hflip)
+        self.unaligned = Unaligned.from_config(unaligned)
         self.boxes: dict[str, ComponentBoxes | None] = {}
         self._landmarks: dict[str, torch.Tensor] | None = None  # read once for all splits
 
@@ -172,10 +179,13 @@ class RestoreDataModule(FaceDataModule):
         return self._loader(self._plan("test"), train=False)
 
     def degrade(self, batch):
+        # the batch does not say which loader it came from; Lightning's trainer does (base.py checks the same)
+        training = self.trainer is not None and self.trainer.training
+        if self.unaligned.enabled and not training:
+            batch = self.unaligned(batch)
         if LQ in batch:
             return batch
-        # the batch does not say which loader it came from; Lightning's trainer does (base.py checks the same)
-        if self.use_hflip and self.trainer is not None and self.trainer.training:
+        if self.use_hflip and training:
             batch = self.hflip(batch)
         out = self.degradation(batch[HQ], seed=self.batch_seed(batch))
         return {**batch, LQ: out["lq"], HQ: out["hq"]}

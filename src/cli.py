@@ -42,6 +42,17 @@ def run_cli(task, *args, **kwargs):
         sys.exit(error_line(err))
 
 
+def device_option(name: str) -> str:
+    """The `device=` option of the commands: auto (cuda when present) | cpu | cuda | cuda:N, checked."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name}: no CUDA device here; use device=cpu or auto")
+    return name
+
+
 def check_seed(seed) -> int:
     """The run seed of train and eval, checked before anything uses it."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:

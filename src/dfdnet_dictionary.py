@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from facezoo.cli import CONF_DIR, run_cli
+from facezoo.cli import CONF_DIR, device_option, run_cli
 from facezoo.datamodules.boxes import BOXES_JSON, ComponentBoxes, load_boxes_json
 from facezoo.datamodules.folders import ImageFolder
 from facezoo.faces.detector import DlibDetector
@@ -68,14 +68,6 @@ def check_options(cfg: DictConfig) -> None:
     if cfg.boxes not in BOX_SOURCES:
         raise ConfigError(f"boxes={cfg.boxes}: expected one of {', '.join(BOX_SOURCES)}")
     layout(cfg.out)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name}: no CUDA device here; use device=cpu or auto")
-    return torch.device(name)
 
 
 def _subset(names: list[str], limit: int | None, seed: int) -> list[str]:
@@ -159,7 +151,7 @@ def build(cfg: DictConfig) -> dict:
     """Build the dictionaries of `cfg.data_dir` into `cfg.out`; → a report (faces used and skipped, the
     last pass's mean squared distance of a part to its atom per part and scale)."""
     check_options(cfg)
-    device = _device(str(cfg.device))
+    device = torch.device(device_option(str(cfg.device)))
     folder = ImageFolder(cfg.data_dir, cfg.image_size)
     names = _subset(folder.names, cfg.limit, cfg.seed)
     faces = PartFaces(folder, part_boxes(cfg, folder, names))

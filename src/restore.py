@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from facezoo.checkpoints import load_model, open_model_file
-from facezoo.cli import CONF_DIR, error_line, run_cli
+from facezoo.cli import CONF_DIR, device_option, error_line, run_cli
 from facezoo.faces.detector import DlibDetector
 from facezoo.faces.jobs import Job, plan_jobs
 from facezoo.faces.pipeline import FaceRestorer
@@ -32,7 +32,7 @@ from facezoo.faces.smoothing import LandmarkSmoother, jitter
 from facezoo.faces.video import open_writer, read_frames, video_info
 from facezoo.utils.atomic import write_bytes, write_text
 from facezoo.utils.console import progress
-from facezoo.utils.errors import ConfigError, DataError
+from facezoo.utils.errors import DataError
 from facezoo.utils.grid import make_grid
 from facezoo.utils.image_io import read_rgb_uint8, write_image
 
@@ -52,21 +52,13 @@ def _precision(name: str, device: str) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name}: no CUDA device here; use device=cpu or auto")
-    return name
-
-
 class Run:
     """One `facezoo-restore` run: the detector, the restorer and the report."""
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
         self.jobs = plan_jobs(cfg.input, cfg.output, cfg.frames, cfg.ext, cfg.overwrite)
-        device = _device(str(cfg.device))
+        device = device_option(str(cfg.device))
         file = open_model_file(cfg.weights, option="weights")
         model = load_model(file, device)
         size = cfg.crop_size or file.trained_size() or model.native_size  # as the model was trained

@@ -213,6 +213,11 @@ class StyleGANEX(IdentityTermMixin, FaceZooModule):
         """Inversion: E's input sides are multiples of 8; sr: E sees the input resized by 1/r."""
         return 8 if self.task == "inversion" else max(1, int(8 * self.scale))
 
+    @property
+    def native_size(self) -> int:
+        """The official aligned face: E reads 256 px (inversion: that face; sr: the output, r·256 px)."""
+        return FACE if self.task == "inversion" else round(FACE * self.scale)
+
     def inference_networks(self) -> list[str]:
         return ["encoder", "decoder"]
 

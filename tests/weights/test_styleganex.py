@@ -11,6 +11,7 @@ import importlib.util
 import pytest
 import torch
 
+from facezoo.checkpoints import load_model, open_model_file
 from facezoo.models.components.stylegan2 import Discriminator, Generator
 from facezoo.models.components.styleganex import StyleGANEXGenerator
 from facezoo.models.components.styleganex_encoder import StyleGANEXEncoder
@@ -116,6 +117,8 @@ def test_every_official_tensor_is_imported_and_the_config_rebuilt_from_the_opts(
     else:
         expected += ["model.loss_weights.id=0.1", "model.loss_weights.w_norm=0.001"]
     assert set(expected) <= set(imported.overrides)
+    # restore / eval work at the official aligned face: E reads 256 px (sr: the 64 px decoder draws 64)
+    assert load_model(open_model_file(str(path))).native_size == (256 if task == "inversion" else 64)
 
 
 def test_the_other_tasks_are_refused_naming_the_task():

@@ -107,3 +107,17 @@ def test_peak_memory_sees_an_allocation_inside_its_block():
         block = torch.ones(64, 2**20)  # 256 MB, touched, held until the block ends
     del block
     assert during.mb > before.mb + 200
+
+
+def test_the_styleganex_sr_entry_restores_and_trains_without_pretrained_files(tmp_path, monkeypatch):
+    from facezoo.bench import MODELS, bench_model
+    from facezoo.utils.compose import compose_config
+
+    monkeypatch.chdir(tmp_path)
+    rows = bench_model("styleganex_sr", "small", repeats=1)  # a random decoder in place of the prior file
+    assert [(r["entry"], r["size"], r["batch"]) for r in rows] == [("styleganex_sr", "small 64px", 2)]
+    assert rows[0]["restore_s"] > 0 and rows[0]["train_step_s"] > 0 and rows[0]["params_M"] > 0
+    entry = MODELS["styleganex_sr"]
+    paper = compose_config("train", ["model=styleganex_sr", *entry.overrides["paper"]]).model
+    assert (paper.size, paper.task, paper.encoder.skip_max_layer) == (1024, "sr", 4)  # the official SR model
+    assert not paper.prior.required and entry.sizes["paper"] == 1024  # restore input 1024: E sees 256 px

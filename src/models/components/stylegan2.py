@@ -47,11 +47,21 @@ def _log_size(size: int) -> int:
 
 
 def fused_leaky_relu(
-    x: torch.Tensor, bias: torch.Tensor | None = None, negative_slope: float = 0.2, scale: float = SQRT2
+    x: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    negative_slope: float = 0.2,
+    scale: float = SQRT2,
+    inplace: bool = False,
 ) -> torch.Tensor:
-    """bias (per channel, axis 1) + leaky ReLU 0.2, times √2 to keep the signal variance (rosinality)."""
+    """bias (per channel, axis 1) + leaky ReLU 0.2, times √2 to keep the signal variance (rosinality).
+    `inplace`: the same arithmetic overwriting x (for a temporary x outside autograd)."""
+    bias = None if bias is None else bias.view(1, -1, *[1] * (x.ndim - 2))
+    if inplace:
+        if bias is not None:
+            x.add_(bias)
+        return F.leaky_relu_(x, negative_slope).mul_(scale)
     if bias is not None:
-        x = x + bias.view(1, -1, *[1] * (x.ndim - 2))
+        x = x + bias
     return F.leaky_relu(x, negative_slope) * scale
 
 
@@ -60,8 +70,8 @@ class FusedLeakyReLU(nn.Module):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fused_leaky_relu(x, self.bias)
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        return fused_leaky_relu(x, self.bias, inplace=inplace)
 
 
 def make_kernel(k) -> torch.Tensor:
@@ -76,12 +86,19 @@ def upfirdn2d(
     x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)
 ) -> torch.Tensor:
     """Upsample by zero insertion, pad (negative = crop), convolve each channel with `kernel` (a true
-    convolution: the kernel is flipped), keep every `down`-th sample. `pad` = (before, after) on both axes."""
+    convolution: the kernel is flipped), keep every `down`-th sample. `pad` = (before, after) on both axes.
+    Upsampling without downsampling runs as the transposed convolution it equals (no zero-filled map)."""
     b, c, h, w = x.shape
     if up > 1:
+        padding, extra = tuple(taps - 1 - pad[0] for taps in kernel.shape), pad[1] - pad[0] + up - 1
+        if down == 1 and min(padding) >= 0 and 0 <= extra < up:  # the same sums without the inserted zeros
+            weight = kernel.to(x.dtype).expand(c, 1, *kernel.shape)
+            return F.conv_transpose2d(x, weight, stride=up, padding=padding, output_padding=extra, groups=c)
         x = F.pad(x.reshape(b, c, h, 1, w, 1), (0, up - 1, 0, 0, 0, up - 1)).reshape(b, c, h * up, w * up)
-    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
     weight = kernel.flip(0, 1).to(x.dtype).expand(c, 1, *kernel.shape)
+    if pad[0] == pad[1] >= 0:  # the conv pads: no padded copy
+        return F.conv2d(x, weight, stride=down, padding=pad[0], groups=c)
+    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
     return F.conv2d(x, weight, stride=down, groups=c)
 
 
@@ -202,12 +219,13 @@ def demodulation(style: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 class ModulatedConv2d(nn.Module):
     """Style-modulated conv: weight (1,out,in,k,k) × per-sample style (from `modulation`, bias 1), optionally
     demodulated to unit output variance. Training runs the per-sample weights as one grouped conv (for one
-    sample an ordinary conv, the cheapest form); inference on a batch (eval mode without gradients, B > 1)
-    computes the same numbers, up to rounding, as conv(x·style, weight) × `demodulation`: one ordinary conv on
-    the stored weight for the whole batch.
+    sample an ordinary conv); inference (eval mode without gradients) on a batch, or on one sample smaller
+    than the weight (the wide low-resolution layers), computes the same numbers, up to rounding, as
+    conv(x·style, weight) × `demodulation`: one ordinary conv on the stored weight, no per-sample weights.
 
     upsample: transposed conv with stride 2, then Blur (pads chosen so H → 2H). With dilation > 1 (StyleGANEX)
-    the resolution stays: [1,2,1] blur then the conv, both as dilated (dilation/2) transposed convs.
+    the resolution stays: [1,2,1] blur then the conv, both dilated (dilation/2) transposed convs (run as the
+    ordinary convs they equal).
     downsample: Blur, then stride-2 conv. Otherwise a "same" conv with the given dilation.
     """
 
@@ -245,13 +263,16 @@ class ModulatedConv2d(nn.Module):
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         style = self.modulation(style)
-        if not (self.training or torch.is_grad_enabled() or b == 1):  # inference on a batch: shared weight
+        inference = not (self.training or torch.is_grad_enabled())
+        if inference and (b > 1 or x[0].numel() < self.weight.numel()):  # the shared weight
             style = style * self.scale
             out = self._conv(x * style.view(b, c, 1, 1), self.weight[0], groups=1)
-            return out * demodulation(style, self.weight[0]).view(b, -1, 1, 1) if self.demodulate else out
+            return out.mul_(demodulation(style, self.weight[0]).view(b, -1, 1, 1)) if self.demodulate else out
         weight = self.scale * self.weight * style.view(b, 1, c, 1, 1)  # (b, out, in, k, k)
         if self.demodulate:
             weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4], keepdim=True) + 1e-8)
+        if b == 1:  # an ordinary conv; x as it is (a reshape would make a channels-last x look contiguous)
+            return self._conv(x, weight[0], groups=1)
         out = self._conv(x.reshape(1, b * c, h, w), weight.flatten(0, 1), groups=b)
         return out.reshape(b, self.out_channel, *out.shape[-2:])
 
@@ -259,12 +280,16 @@ class ModulatedConv2d(nn.Module):
         """The (transposed, blurred, strided, dilated) conv of `x` (N, groups·in, H, W) with `weight`
         (groups·out, in, k, k): one group per sample, or one for the whole batch."""
         out_c, k = self.out_channel, self.kernel_size
+        if self.upsample and self.dilation > 1:
+            # the official dilated transposed convs (blur, then the conv at padding `dilation`), each as the
+            # ordinary conv it equals (flipped kernel, padding 2·half − the transposed padding): the conv
+            # then skips the border the transposed one computes and crops
+            half, n = self.dilation // 2, x.shape[1]
+            x = F.conv2d(x, self.blur_weight.flip(2, 3).expand(n, 1, 3, 3), padding=2 * half, dilation=half,
+                         groups=n)
+            return F.conv2d(x, weight.flip(2, 3), groups=groups, dilation=half)
         if self.upsample:
             weight = weight.view(groups, out_c, -1, k, k).transpose(1, 2).reshape(-1, out_c, k, k)
-            if self.dilation > 1:
-                half, n = self.dilation // 2, x.shape[1]
-                x = F.conv_transpose2d(x, self.blur_weight.expand(n, 1, 3, 3), groups=n, dilation=half)
-                return F.conv_transpose2d(x, weight, padding=self.dilation, groups=groups, dilation=half)
             return self.blur(F.conv_transpose2d(x, weight, stride=2, groups=groups))
         if self.downsample:
             return F.conv2d(self.blur(x), weight, stride=2, groups=groups)
@@ -283,7 +308,10 @@ class NoiseInjection(nn.Module):
         self.mode = mode
         self.weight = nn.Parameter(torch.zeros(1))
 
-    def forward(self, image: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, image: torch.Tensor, noise: torch.Tensor | None = None, inplace: bool = False
+    ) -> torch.Tensor:
+        """`inplace` (add mode): the noise is added into `image` (for a temporary outside autograd)."""
         b, c, h, w = image.shape
         if noise is None:
             noise = image.new_empty(b, c if self.mode == "concat" else 1, h, w).normal_()
@@ -291,7 +319,7 @@ class NoiseInjection(nn.Module):
             noise = F.adaptive_avg_pool2d(noise, (h, w))
         if self.mode == "concat":
             return torch.cat([image, self.weight * noise], 1)
-        return image + self.weight * noise
+        return image.add_(self.weight * noise) if inplace else image + self.weight * noise
 
 
 class ConstantInput(nn.Module):
@@ -328,7 +356,9 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channel * (2 if isconcat else 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None):
-        return self.activate(self.noise(self.conv(x, style), noise))
+        # without autograd the noise and the activation overwrite the conv's output: no full-size copies
+        inplace = not torch.is_grad_enabled() and self.noise.mode == "add"
+        return self.activate(self.noise(self.conv(x, style), noise, inplace), inplace)
 
 
 class ToRGB(nn.Module):

@@ -108,9 +108,15 @@ class StyleGANEXGenerator(Generator):
             feature = self.first_feature(latent)
         else:
             feature = self._checked_feature(first_layer_feature, first_layer_rgb, latent.shape[0])
+        if feature.device.type == "cpu" and (feature.shape[0] == 1 or not torch.is_grad_enabled()):
+            # channels-last, which every layer keeps: oneDNN runs the high-resolution layers 1.5-2.5x faster
+            # in it (not for per-sample grouped convs, a batch with autograd: they would copy in and out)
+            feature = feature.contiguous(memory_format=torch.channels_last)
+            if skip_features is not None:  # the fusion layers keep it too (cat of two channels-last maps)
+                skip_features = [f.contiguous(memory_format=torch.channels_last) for f in skip_features]
         hooks = None if fusion is None and skip_features is None else _fusion_hooks(skip_features, fusion)
         image = self.synthesize(latent, feature, noise, fusion=hooks, first_rgb=first_layer_rgb)
-        return image, (latent if return_latents else None)
+        return image.contiguous(), (latent if return_latents else None)
 
     def _checked_feature(self, feature: torch.Tensor, rgb: torch.Tensor | None, batch: int) -> torch.Tensor:
         c4 = self.channels[4]

@@ -98,6 +98,8 @@ def _scipy_upfirdn(x: np.ndarray, kernel: np.ndarray, up: int, down: int, pad: t
         (make_kernel([1, 3, 3, 1]) * 4, 2, 1, (2, 1)),  # Upsample
         (make_kernel([1, 3, 3, 1]), 1, 2, (1, 1)),  # Downsample
         (torch.rand(4, 3), 2, 1, (2, 1)),  # an asymmetric kernel checks the flip (true convolution)
+        (make_kernel([1, 3, 3, 1]), 2, 1, (4, 3)),  # no transposed conv pads this much: zero insertion
+        (make_kernel([1, 3, 3, 1]), 2, 2, (1, 2)),  # up and down together
     ],
 )
 def test_upfirdn2d_matches_zero_insertion_and_scipy_convolution(kernel, up, down, pad):
@@ -150,6 +152,63 @@ def test_dilated_conv_on_a_blown_up_input_equals_the_blown_up_conv():
     torch.testing.assert_close(dilated(blow_up(x), style), blow_up(conv(x, style)))
     up = ModulatedConv2d(8, 8, 3, style_dim=16, upsample=True, dilation=4)
     assert up(torch.randn(2, 8, 20, 20), style).shape == (2, 8, 20, 20)  # "upsampling" at unchanged size
+
+
+def _official_dilated_upsampling(conv: ModulatedConv2d, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """The official StyleGANEX form, one sample at a time: [1,2,1] blur as a dilated transposed conv, then the
+    modulated, demodulated weight as a transposed conv with padding `dilation`, both dilated by dilation/2."""
+    half, outs = conv.dilation // 2, []
+    blur = make_kernel((1, 2, 1))[None, None].double()
+    for xi, si in zip(x, conv.modulation(style), strict=True):
+        w = conv.scale * conv.weight[0] * si.view(1, -1, 1, 1)
+        w = w * torch.rsqrt(w.pow(2).sum([1, 2, 3], keepdim=True) + 1e-8)
+        c = xi.shape[0]
+        xi = F.conv_transpose2d(xi[None], blur.expand(c, 1, 3, 3), groups=c, dilation=half)
+        outs.append(F.conv_transpose2d(xi, w.transpose(0, 1), padding=conv.dilation, dilation=half))
+    return torch.cat(outs)
+
+
+def test_dilated_upsampling_conv_is_the_official_pair_of_transposed_convs():
+    conv = ModulatedConv2d(8, 6, 3, style_dim=16, upsample=True, dilation=8).double()
+    x, style = torch.randn(2, 8, 9, 7, dtype=torch.float64), torch.randn(2, 16, dtype=torch.float64)
+    torch.testing.assert_close(conv(x, style), _official_dilated_upsampling(conv, x, style))
+
+
+@pytest.mark.parametrize(
+    "options, hw",
+    [
+        (dict(), 5),  # x smaller than the weight: the shared weight in inference, also for one sample
+        (dict(), 12),  # larger: the per-sample weight for one sample
+        (dict(upsample=True), 6),
+        (dict(upsample=True, dilation=4), 6),
+        (dict(downsample=True), 8),
+        (dict(kernel_size=1, demodulate=False), 6),  # ToRGB's
+    ],
+)
+def test_inference_paths_of_the_modulated_conv_compute_the_training_numbers(options, hw):
+    conv = ModulatedConv2d(8, 8, **{"kernel_size": 3, **options}, style_dim=16).double()
+    x, style = torch.randn(2, 8, hw, hw, dtype=torch.float64), torch.randn(2, 16, dtype=torch.float64)
+    trained = conv(x, style)  # grad enabled, train mode: per-sample weights, one grouped conv
+    conv.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x, style), trained)  # the batch: shared weight
+        for i in range(2):  # one sample, also channels-last (the layout is kept)
+            one = conv(x[i : i + 1].contiguous(memory_format=torch.channels_last), style[i : i + 1])
+            torch.testing.assert_close(one, trained[i : i + 1])
+            assert one.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_styled_conv_without_autograd_adds_noise_and_activates_in_place_to_the_same_numbers():
+    layer = StyledConv(8, 8, 3, 16).double()
+    layer.noise.weight.data.fill_(0.5)
+    layer.activate.bias.data.normal_()
+    x, style = torch.randn(2, 8, 6, 6, dtype=torch.float64), torch.randn(2, 16, dtype=torch.float64)
+    noise = torch.randn(2, 1, 6, 6, dtype=torch.float64)
+    with_grad = layer(x, style, noise)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x, style, noise), with_grad)
+    with_grad.sum().backward()  # the training path stays differentiable
+    assert layer.noise.weight.grad is not None and layer.activate.bias.grad is not None
 
 
 # --- generator ----------------------------------------------------------------------------------------------

@@ -177,6 +177,30 @@ def test_fusion_uses_the_first_features_and_identity_fusion_changes_nothing():
     torch.testing.assert_close(shifted[..., 2:-2, 2:-2], plain[..., 2:-2, 2:-2] + 1)
 
 
+def test_one_face_on_the_cpu_runs_channels_last_to_the_numbers_of_the_batch():
+    from facezoo.models.components.styleganex_encoder import FusionLayer
+
+    ex = StyleGANEXGenerator(128, **TINY).double()  # the dilated levels, then two upsampling ones
+    latent, f = _w_plus(ex), torch.randn(2, ex.channels[4], 3, 5, dtype=torch.float64)
+    features = [torch.randn(2, 16, 3, 5, dtype=torch.float64) for _ in range(4)]
+    fusion = [FusionLayer(16, ex.channels[4 * 2**k]).double() for k in range(4)]
+    for layer in fusion:  # away from the identity, so that a lost feature would show
+        torch.nn.init.normal_(layer.fusion_out.weight, std=0.05)
+    layouts = []
+    ex.convs[-1].register_forward_pre_hook(
+        lambda m, a: layouts.append(a[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    batch = ex([latent], first_layer_feature=f, skip_features=features, fusion=fusion, **STORED)[0]
+    assert layouts == [False]  # a batch with autograd: per-sample grouped convs, the default layout
+    for i in range(2):
+        with torch.no_grad():
+            one = ex([latent[i : i + 1]], first_layer_feature=f[i : i + 1],
+                     skip_features=[t[i : i + 1] for t in features], fusion=fusion, **STORED)[0]
+        torch.testing.assert_close(one, batch[i : i + 1])
+        assert one.is_contiguous()  # handed back in the default layout
+    assert layouts == [False, True, True]
+
+
 def test_bad_fusion_and_feature_inputs_are_refused():
     ex = StyleGANEXGenerator(64, **TINY)
     latent, f = _w_plus(ex).float(), torch.randn(2, ex.channels[4], 4, 6)

@@ -190,6 +190,20 @@ def test_attention_gates_the_encoder_feature_with_the_editing_vector():
     assert not torch.allclose(plain, gated)
 
 
+def test_conv_weights_stay_channels_last_also_when_a_state_is_assigned(tiny):
+    # the CPU forward runs channels-last; load_model assigns the file's (contiguous) tensors
+    state = {k: v.contiguous() for k, v in tiny.state_dict().items()}
+    with torch.device("meta"):
+        loaded = StyleGANEXEncoder(**TINY, skip_max_layer=7)
+    loaded.load_state_dict(state, assign=True)
+    convs = [p for p in loaded.parameters() if p.ndim == 4]
+    assert len(convs) > 100 and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), state.values(), strict=True))
+    x = torch.randn(1, 3, 64, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x, l=7), tiny(x, l=7))
+
+
 def test_crop_face_takes_the_centre():
     x = torch.randn(1, 3, 320, 400)
     torch.testing.assert_close(crop_face(x), x[..., 32:288, 72:328])

@@ -37,12 +37,12 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
-from facezoo.checkpoints import load_model, open_model_file
+from facezoo.checkpoints import load_model, open_model_file, save_checkpoint
 from facezoo.cli import CONF_DIR, device_option, run_cli
 from facezoo.metrics.image_quality import DATA_RANGE, psnr_ssim_metrics
 from facezoo.metrics.lpips import BACKBONES, LPIPS
 from facezoo.models.styleganex_inversion import encode, optimise, reconstruction
-from facezoo.utils.atomic import atomic_file, write_text
+from facezoo.utils.atomic import write_text
 from facezoo.utils.console import progress
 from facezoo.utils.errors import ConfigError
 from facezoo.utils.image_io import read_rgb_uint8, to_float, to_uint8, uint8_to_tensor, write_image
@@ -143,8 +143,7 @@ def invert(cfg: DictConfig) -> dict:
             image = to_uint8(reconstruction(model, inversion))
         write_image(folder / f"{name}.png", image[0])
         report[name] = errors(to_float(image), target, lpips)
-    with atomic_file(folder / "latent.pt") as f:
-        torch.save({**stages["optimised"].to_dict(), "ckpt": str(cfg.ckpt)}, f)
+    save_checkpoint({**stages["optimised"].to_dict(), "ckpt": str(cfg.ckpt)}, folder / "latent.pt")
     write_text(folder / "metrics.json", json.dumps(report, indent=1))
     print(summary(report, folder))
     return report

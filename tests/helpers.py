@@ -310,3 +310,10 @@ def random_official_state(shapes: dict) -> dict:
     kernel = torch.outer(kernel, kernel) / 64
     return {k: kernel * (4 if "upsample" in k or "conv.blur" in k else 1) if k.endswith("kernel")
             else torch.randn(v) for k, v in shapes.items()}
+
+
+class SeenDegradation(torch.nn.Module):
+    """Stands in for the degradation: lq is the hq it was given, so a test sees what it saw."""
+
+    def forward(self, hq: torch.Tensor, seed: int) -> dict:
+        return {"lq": hq.clone(), "hq": hq}

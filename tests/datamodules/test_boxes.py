@@ -19,16 +19,10 @@ from facezoo.datamodules.boxes import (
 from facezoo.datamodules.restore import RestoreDataModule
 from facezoo.utils.errors import DataError
 from facezoo.utils.image_io import to_float
+from helpers import SeenDegradation
 
 S = 64
 LEFT, RIGHT, NOSE, MOUTH = (COMPONENTS.index(c) for c in ("left_eye", "right_eye", "nose", "mouth"))
-
-
-class SeenDegradation(torch.nn.Module):
-    """Stands in for the degradation: lq is the hq it was given, so a test sees what it saw."""
-
-    def forward(self, hq: torch.Tensor, seed: int) -> dict:
-        return {"lq": hq.clone(), "hq": hq}
 
 
 def landmarks(index: int) -> dict:

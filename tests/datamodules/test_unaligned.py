@@ -19,20 +19,13 @@ from facezoo.datamodules.unaligned import Unaligned, uniforms
 from facezoo.eval import evaluate
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import ConfigError
-from helpers import TINY
+from helpers import TINY, SeenDegradation
 
 S = 64
 ON = {"prob": 1.0, "shift": 0.1, "rotate": 30.0, "zoom_out": [1.0, 1.25], "seed": 3}
 # x4 bicubic, nothing random: experiment=styleganex_sr_synthetic's degradation
 SR = dict(blur_prob=0.0, downsample_range=[4.0, 4.0], interpolation="bicubic", noise_prob=0.0, jpeg_prob=0.0,
           color_jitter_prob=0.0, gray_prob=0.0, color_jitter_pt_prob=0.0)
-
-
-class SeenDegradation(torch.nn.Module):
-    """lq is the hq it was given, so a test sees what the degradation saw."""
-
-    def forward(self, hq: torch.Tensor, seed: int) -> dict:
-        return {"lq": hq.clone(), "hq": hq}
 
 
 @pytest.fixture(scope="module")

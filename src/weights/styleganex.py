@@ -8,10 +8,15 @@ A release file (`styleganex_inversion.pt`, `styleganex_sr.pt`, `styleganex_sr32.
 `torch.load(weights_only=True)`; a file whose `opts` was re-saved as an argparse.Namespace is refused with
 what to do (`pickled_opts_error`).
 
-`import_styleganex_release` turns it into a facezoo `model=styleganex_<task>` network set:
+`read_styleganex_release` turns it into a facezoo `model=styleganex_<task>` network set;
+`import_styleganex_release` (the `facezoo-import` entry) does the same but still refuses the translation
+tasks, whose module is not in facezoo yet (issue 16):
 - the task from `opts['dataset_type']`, as the official inference scripts decide it: `ffhq_encode` →
-  inversion, `ffhq_super_resolution` → sr; the translation and video tasks are refused (issue 16), and so is
-  any file holding the translation network `encoder.input_label_layer.*` or with input_nc ≠ 3;
+  inversion, `ffhq_super_resolution` → sr, `ffhq_sketch_to_face` → sketch2face, `ffhq_seg_to_face` →
+  mask2face; the video tasks are refused (issue 16);
+- the translation network T `encoder.input_label_layer.*` of the sketch / parsing-map tasks: built when
+  input_nc ≠ 3 (official), with `label_nc` = input_nc (`model.encoder.label_nc`); a file whose T and input_nc
+  disagree, or whose task and input_nc do (label maps are the translation tasks' input), is refused;
 - the architecture from `opts` (`output_size`; `use_skip` and `skip_max_layer`: max(1, min(7, n)) fusion
   levels, none without use_skip, as the official encoder builds them; `use_skip_torgb`, `use_att`,
   `max_pooling`) and the widths from the shapes (the releases are config-f: style_dim 512, 8 mapping layers,
@@ -52,6 +57,8 @@ from facezoo.weights.stylegan2 import (
 WHAT = "StyleGANEX"
 TOP_LEVEL = ("state_dict", "opts", "latent_avg", "discriminator", "editing_w")  # what the coach saves
 TASKS = {"ffhq_encode": "inversion", "ffhq_super_resolution": "sr"}
+# the translation tasks: their networks are read (`read_styleganex_release`), their module is not there yet
+TRANSLATION = {"ffhq_sketch_to_face": "sketch2face", "ffhq_seg_to_face": "mask2face"}
 NOT_YET = {  # official dataset_type → the task facezoo does not have yet (issue 16)
     "ffhq_sketch_to_face": "sketch-to-face translation (styleganex_sketch2face.pt)",
     "ffhq_seg_to_face": "parsing-map-to-face translation (styleganex_mask2face.pt)",
@@ -102,27 +109,37 @@ def _options(opts) -> dict:
     return {**OPTS_DEFAULTS, **opts}
 
 
+def _not_yet(dataset: str) -> FacezooError:
+    return FacezooError(
+        f"{WHAT} {NOT_YET[dataset]} (opts dataset_type={dataset}) is not supported yet (issue 16); "
+        "facezoo imports the inversion and super-resolution models"
+    )
+
+
 def _task(opts: Mapping, state: Mapping) -> str:
     dataset = opts["dataset_type"]
-    if dataset in NOT_YET:
-        raise FacezooError(
-            f"{WHAT} {NOT_YET[dataset]} (opts dataset_type={dataset}) is not supported yet (issue 16); "
-            "facezoo imports the inversion and super-resolution models"
-        )
-    if dataset not in TASKS:
+    if dataset in NOT_YET and dataset not in TRANSLATION:
+        raise _not_yet(dataset)
+    if dataset not in TASKS | TRANSLATION:
         raise FacezooError(
             f"{WHAT}: opts dataset_type={dataset}; expected {', '.join(TASKS)} (inversion, sr) or the "
             f"tasks of issue 16 ({', '.join(NOT_YET)})"
         )
+    input_nc = opts["input_nc"]
     label = any(k.startswith("encoder.input_label_layer.") for k in state)
-    if label or opts["input_nc"] != 3:
+    if label != (input_nc != 3):
         raise FacezooError(
-            f"{WHAT}: the translation network T (encoder.input_label_layer.*, input_nc={opts['input_nc']}) "
-            "of the sketch / parsing-map tasks is not supported yet (issue 16)"
+            f"{WHAT}: the state_dict {'holds' if label else 'lacks'} the translation network T "
+            f"(encoder.input_label_layer.*) but opts input_nc={input_nc} (T is built when input_nc ≠ 3)"
+        )
+    if label != (dataset in TRANSLATION):
+        raise FacezooError(
+            f"{WHAT}: opts dataset_type={dataset} with input_nc={input_nc}; the translation tasks "
+            f"({', '.join(TRANSLATION)}), and only they, read label maps (input_nc ≠ 3)"
         )
     if opts["encoder_type"] != "GradualStyleEncoder":
         raise FacezooError(f"{WHAT}: opts encoder_type={opts['encoder_type']}; expected GradualStyleEncoder")
-    return TASKS[dataset]
+    return (TASKS | TRANSLATION)[dataset]
 
 
 def fusion_levels(opts: Mapping) -> int:
@@ -183,6 +200,17 @@ def _overrides(task: str, opts: Mapping, decoder: dict, encoder: dict) -> list[s
 
 
 def import_styleganex_release(source, discriminator=None) -> Imported:
+    """`read_styleganex_release` for the tasks facezoo runs: a translation release, read and checked, is then
+    refused (issue 16)."""
+    file = as_state_dict(source)
+    imported = read_styleganex_release(file, discriminator)
+    dataset = file["opts"]["dataset_type"]
+    if dataset in TRANSLATION:
+        raise _not_yet(dataset)
+    return imported
+
+
+def read_styleganex_release(source, discriminator=None) -> Imported:
     """An official StyleGANEX release (a path or its loaded dict) and optionally a discriminator file (else
     the release's own, when it holds one) → a facezoo `model=styleganex_<task>` network set (see the module
     docstring)."""
@@ -207,6 +235,8 @@ def import_styleganex_release(source, discriminator=None) -> Imported:
         skip_max_layer=fusion_levels(opts), use_skip_torgb=bool(opts["use_skip_torgb"]),
         use_att=int(opts["use_att"]), max_pooling=bool(opts["max_pooling"]),
     )
+    if opts["input_nc"] != 3:  # (an override only here: the RGB tasks' configs have no label_nc)
+        encoder_arch["label_nc"] = int(opts["input_nc"])
     with parameters_on_meta():  # only names and shapes are compared; the blur_weight constants are real
         targets = {"encoder": StyleGANEXEncoder(**encoder_arch),
                    "decoder": StyleGANEXGenerator(**decoder_arch)}

@@ -9,8 +9,15 @@ shallow layers of G.
 Key names are the official checkpoint's `encoder.*` keys without the prefix: `input_layer.{0,1,2}`,
 `body.{0..23}.res_layer/shortcut_layer` (the IR-SE50 of arcface.py), `styles.{0..17}.convs.{0,2,…}`,
 `styles.N.linear`, `latlayer1`, `latlayer2`, `featlayer`, `skiplayer`, `fusion.{i}.transform.0`,
-`fusion.{i}.fusion_out` (+ `fusion_skip`, `linear`, `norm.style`, `conv` where enabled). The sketch/mask
-translation network `input_label_layer` is not part of this module.
+`fusion.{i}.fusion_out` (+ `fusion_skip`, `linear`, `norm.style`, `conv` where enabled) and, for the
+sketch / parsing-map tasks (`label_nc` > 0), the translation network T `input_label_layer.model.{0..12}`.
+
+Sketch- and mask-to-face (`label_nc` = 1 for a sketch, 19 for a one-hot parsing map; official input_nc):
+T maps the label map y to a feature as wide as `input_layer`'s (64) at y's size, which enters the body in
+place of `input_layer`'s (c256 is then T's output). `input_layer` stays: an RGB image (3 channels) still goes
+through it, as the official encoder decides per input by its channel count; that is how the official coach
+takes the w+ of the ground-truth face for the latent mask (`w_plus(body_features(face))`). Mixing the two
+w+ (official `latent_mask`, codes 8–17) happens outside E, after `latent_avg` is added.
 
 Body features (official names, after a 256 px input; sizes relative to x, widths at narrow 1):
 
@@ -169,6 +176,44 @@ class FusionLayer(nn.Module):
         return out, skip
 
 
+class TranslationResBlock(nn.Module):
+    """Residual block of T: LeakyReLU(x + conv3×3(LeakyReLU(conv3×3(x)))) (`conv_block.{0,2}`)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv_block = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, 1, 1), nn.LeakyReLU(), nn.Conv2d(channels, channels, 3, 1, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x + self.conv_block(x))
+
+
+class TranslationNetwork(nn.Module):
+    """T, the trainable light-weight translation network of sketch / mask-to-face (official
+    `ResnetGenerator`): maps a label map (B, label_nc, H, W) into the domain of E's stem output,
+    (B, out_channels, H, W), H and W multiples of 4. `model.{0..12}`: two stride-2 conv3×3 to 16 channels,
+    two residual blocks, two stride-2 transposed conv3×3 back to full size (LeakyReLU 0.01 after each conv),
+    then conv3×3 (no bias) → BatchNorm → PReLU, the layout of IR-SE50's `input_layer`."""
+
+    WIDTH = 16
+
+    def __init__(self, label_nc: int, out_channels: int = 64) -> None:
+        super().__init__()
+        w = self.WIDTH
+        layers: list[nn.Module] = [nn.Conv2d(label_nc, w, 3, 2, 1), nn.LeakyReLU()]
+        layers += [nn.Conv2d(w, w, 3, 2, 1), nn.LeakyReLU()]
+        layers += [TranslationResBlock(w), TranslationResBlock(w)]
+        for _ in range(2):
+            layers += [nn.ConvTranspose2d(w, w, 3, 2, 1, output_padding=1), nn.LeakyReLU()]
+        layers += [nn.Conv2d(w, out_channels, 3, 1, 1, bias=False), nn.BatchNorm2d(out_channels)]
+        layers.append(nn.PReLU(out_channels))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.model(y)
+
+
 def _near_identity_conv(channels: int, extra: int) -> nn.Conv2d:
     """conv3×3 (channels + extra → channels), PyTorch's init × 0.01 plus the identity on the first `channels`
     inputs at the centre tap."""
@@ -212,6 +257,8 @@ class StyleGANEXEncoder(nn.Module):
             log2(size) − 2).
         use_skip_torgb, use_att: the options of every `FusionLayer`.
         max_pooling: global max instead of average pooling in the style blocks.
+        label_nc: 0 for RGB input only; else the channels of the label maps T translates (1: sketch,
+            19: one-hot parsing map; not 3, which means RGB). RGB images are accepted either way.
     """
 
     def __init__(
@@ -224,8 +271,14 @@ class StyleGANEXEncoder(nn.Module):
         use_skip_torgb: bool = False,
         use_att: int = 0,
         max_pooling: bool = False,
+        label_nc: int = 0,
     ) -> None:
         super().__init__()
+        if label_nc < 0 or label_nc == 3:
+            raise ConfigError(
+                "StyleGANEX encoder label_nc: expected 0 (RGB input) or the channels of a label map other "
+                f"than 3 (1: sketch, 19: parsing map), got {label_nc}"
+            )
         if size < 8 or size & (size - 1):
             raise ConfigError(
                 f"StyleGANEX encoder size: expected the generator size, a power of two ≥ 8, got {size}"
@@ -246,6 +299,8 @@ class StyleGANEXEncoder(nn.Module):
         width |= dict.fromkeys(("c21", "c22", "c2"), stages[2][1]) | {"c3": stages[3][1]}
 
         self.n_styles = 2 * int(math.log2(size)) - 2
+        self.label_nc = label_nc
+        self.input_label_layer = TranslationNetwork(label_nc, width["c256"]) if label_nc else None
         self.input_layer = irse_input_layer(width["c256"])
         self.body = irse_body(stages)
         fpn = width["c3"]
@@ -271,10 +326,12 @@ class StyleGANEXEncoder(nn.Module):
         self.register_load_state_dict_post_hook(_channels_last)
 
     def body_features(self, x: torch.Tensor, last_unit: int = 23) -> dict[str, torch.Tensor]:
-        """The named body features (`BODY_TAPS`, plus c256) of x, running the body up to `last_unit`."""
+        """The named body features (`BODY_TAPS`, plus c256) of x, running the body up to `last_unit`; x is an
+        RGB image (3 channels: `input_layer`) or a label map (`label_nc` channels: T)."""
+        self.check_input(x)
         if x.device.type == "cpu":  # oneDNN's convs are faster channels-last (each layer keeps the layout)
             x = x.contiguous(memory_format=torch.channels_last)
-        x = self.input_layer(x)
+        x = self.input_layer(x) if x.shape[1] == 3 else self.input_label_layer(x)
         feats = {"c256": x}
         for i, unit in enumerate(self.body[: last_unit + 1]):
             x = unit(x)
@@ -303,13 +360,23 @@ class StyleGANEXEncoder(nn.Module):
             )
         return n
 
-    def forward(self, x: torch.Tensor, x2: torch.Tensor | None = None, l: int | None = None) -> EncoderOutput:  # noqa: E741
-        """E(x1=x, x2, l): f, f_rgb and the skips of x; w+ of x2 (or of x when x2 is None)."""
-        if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2] % 8 or x.shape[-1] % 8:
+    def check_input(self, x: torch.Tensor) -> None:
+        """(B, 3, H, W) or, with `label_nc`, (B, label_nc, H, W), H and W multiples of 8."""
+        if x.ndim != 4 or x.shape[-2] % 8 or x.shape[-1] % 8:
             raise ValueError(
-                "StyleGANEX encoder expects (B, 3, H, W) images with H, W multiples of 8, "
+                "StyleGANEX encoder expects (B, C, H, W) inputs with H, W multiples of 8, "
                 f"got {tuple(x.shape)}"
             )
+        if x.shape[1] not in (3, self.label_nc or 3):
+            labels = f" or {self.label_nc}-channel label maps" if self.label_nc else ""
+            raise ConfigError(
+                f"StyleGANEX encoder label_nc={self.label_nc}: expected 3-channel RGB images{labels}, got "
+                f"{x.shape[1]} channels (label_nc: 1 for sketches, 19 for parsing maps)"
+            )
+
+    def forward(self, x: torch.Tensor, x2: torch.Tensor | None = None, l: int | None = None) -> EncoderOutput:  # noqa: E741
+        """E(x1=x, x2, l): f, f_rgb and the skips of x; w+ of x2 (or of x when x2 is None). x and x2 are
+        each an RGB image or a label map (see `body_features`)."""
         n = self.skip_levels(l)
         feats = self.body_features(x, last_unit=23 if x2 is None else 20)
         w_plus = self.w_plus(feats if x2 is None else self.body_features(x2))

@@ -1,8 +1,9 @@
 """The StyleGANEX encoder E (src/models/components/styleganex_encoder.py): every key and shape of the official
 checkpoints' `encoder.*` (written out below from the reference, independently of our module; release size on
 the meta device), the sizes of w+, f and the skipped features for square, non-square and odd (×8) inputs,
-E(x1, x2) taking w+ from x2 alone, the fusion layers starting as the identity, and `crop_face`. Forward tests
-use a narrow encoder (narrow 1/4, 32-d codes) with random weights."""
+E(x1, x2) taking w+ from x2 alone, the fusion layers starting as the identity, `crop_face`, and the
+translation network T of the sketch / parsing-map tasks (`label_nc`: official keys, T in place of the RGB
+stem, RGB still accepted). Forward tests use a narrow encoder (narrow 1/4, 32-d codes) with random weights."""
 
 import math
 
@@ -10,7 +11,12 @@ import pytest
 import torch
 
 from facezoo.models.components.arcface import IRSE50
-from facezoo.models.components.styleganex_encoder import FusionLayer, StyleGANEXEncoder, crop_face
+from facezoo.models.components.styleganex_encoder import (
+    FusionLayer,
+    StyleGANEXEncoder,
+    TranslationNetwork,
+    crop_face,
+)
 from facezoo.utils.errors import ConfigError
 from helpers import state_shapes
 
@@ -80,6 +86,18 @@ def official_encoder_shapes(skip_max_layer: int = 0) -> dict:
     return shapes
 
 
+def official_translation_shapes(label_nc: int) -> dict:
+    """`encoder.input_label_layer.*` (prefix removed) of styleganex_{sketch,mask}2face.pt: ResnetGenerator
+    (in_channel=input_nc, res_num=2), Sequential `model.{0..12}`."""
+    p = "input_label_layer.model"
+    shapes = _conv(f"{p}.0", 16, label_nc, 3) | _conv(f"{p}.2", 16, 16, 3)  # 1, 3: LeakyReLU
+    for i in (4, 5):  # ResnetBlock(16): conv_block = conv, LeakyReLU, conv
+        shapes |= _conv(f"{p}.{i}.conv_block.0", 16, 16, 3) | _conv(f"{p}.{i}.conv_block.2", 16, 16, 3)
+    for i in (6, 8):  # ConvTranspose2d(16, 16, 3, 2, 1, output_padding=1): weight (in, out, k, k)
+        shapes |= _conv(f"{p}.{i}", 16, 16, 3)
+    return shapes | {f"{p}.10.weight": (64, 16, 3, 3)} | _bn(f"{p}.11", 64) | {f"{p}.12.weight": (64,)}
+
+
 def _millions(shapes: dict) -> float:
     return sum(math.prod(s) for s in shapes.values()) / 1e6
 
@@ -96,6 +114,16 @@ def test_release_encoders_have_the_official_keys_and_shapes():
     # the body is IR-SE50's (one builder): same keys and shapes as model_ir_se50.pth's stem and body
     body = {k: v for k, v in state_shapes(irse50).items() if not k.startswith("output_layer")}
     assert body == {k: v for k, v in official.items() if k.startswith(("input_layer", "body"))}
+
+
+@pytest.mark.parametrize("label_nc, skip_max_layer", [(1, 1), (19, 2)])  # sketch2face, mask2face
+def test_translation_encoders_have_the_official_keys_and_shapes(label_nc, skip_max_layer):
+    with torch.device("meta"):
+        e = StyleGANEXEncoder(skip_max_layer=skip_max_layer, label_nc=label_nc)
+    translation = official_translation_shapes(label_nc)
+    assert state_shapes(e) == official_encoder_shapes(skip_max_layer) | translation
+    assert len(translation) == 23 and list(state_shapes(e))[:23] == list(translation)  # T comes first
+    assert "input_layer.0.weight" in state_shapes(e)  # the RGB stem stays (the w+ of the real face)
 
 
 def test_release_fusion_options_add_their_modules():
@@ -204,6 +232,74 @@ def test_conv_weights_stay_channels_last_also_when_a_state_is_assigned(tiny):
         torch.testing.assert_close(loaded.eval()(x, l=7), tiny(x, l=7))
 
 
+@pytest.fixture(scope="module")
+def mask_encoder():
+    torch.manual_seed(0)
+    return StyleGANEXEncoder(**TINY, skip_max_layer=2, label_nc=19).eval()
+
+
+def _one_hot(h: int, w: int, classes: int = 19) -> torch.Tensor:
+    labels = torch.randint(0, classes, (2, h, w))
+    return torch.nn.functional.one_hot(labels, classes).permute(0, 3, 1, 2).float()
+
+
+@pytest.mark.parametrize("hw", [(64, 64), (64, 96), (72, 56)])
+def test_a_parsing_map_goes_through_t_in_place_of_the_rgb_stem(mask_encoder, hw):
+    h, w = hw
+    y = _one_hot(h, w)
+    with torch.no_grad():
+        out = mask_encoder(y)
+        c256 = mask_encoder.body_features(y, last_unit=0)["c256"]
+        translated = mask_encoder.input_label_layer(y)
+    assert out.w_plus.shape == (2, 18, 32) and out.f.shape == (2, DECODER[4], h // 8, w // 8)
+    assert out.f_rgb.shape == (2, 3, h // 8, w // 8)
+    assert [s.shape for s in out.skips] == [(2, ENCODER["c2"], h // 8, w // 8)] * 2
+    assert translated.shape == (2, ENCODER["c256"], h, w) and torch.equal(c256, translated)
+
+
+def test_a_sketch_goes_through_and_t_keeps_the_size():
+    e = StyleGANEXEncoder(**TINY, skip_max_layer=1, label_nc=1).eval()
+    sketch = (torch.rand(1, 1, 56, 80) > 0.9).float()  # official: ToTensor of a 1-channel image, in [0, 1]
+    with torch.no_grad():
+        out = e(sketch, l=1)
+        t = TranslationNetwork(1, 24)(sketch)
+    assert out.f.shape == (1, DECODER[4], 7, 10) and len(out.skips) == 1 and out.w_plus.shape == (1, 18, 32)
+    assert t.shape == (1, 24, 56, 80)
+
+
+def test_rgb_still_takes_the_rgb_stem_and_gives_the_mixing_w_plus(mask_encoder):
+    # official coach: inject_latent = E(ỹ), the w+ of the RGB ground truth, through input_layer
+    y, face = _one_hot(64, 48)[:1], torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        mixed, own, rgb = mask_encoder(y, face), mask_encoder(y), mask_encoder(face)
+        codes = mask_encoder.w_plus(mask_encoder.body_features(face))
+    assert torch.equal(mixed.w_plus, rgb.w_plus) and torch.equal(codes, rgb.w_plus)
+    assert torch.equal(mixed.f, own.f) and (own.w_plus - rgb.w_plus).abs().amax() > 1e-5
+
+
+def test_t_and_the_rgb_stem_are_both_trained():
+    e = StyleGANEXEncoder(**TINY, skip_max_layer=2, label_nc=19)
+    out = e(_one_hot(64, 64), torch.randn(2, 3, 64, 64))  # f, skips from the map; w+ from the face
+    loss = out.w_plus.square().mean() + out.f.square().mean() + out.f_rgb.square().mean()
+    for (_, div, level), fusion, skip in zip(SKIPS, e.fusion, out.skips, strict=False):
+        loss = loss + fusion(torch.randn(2, DECODER[level], 64 // div, 64 // div), skip)[0].square().mean()
+    loss.backward()
+    unused = [k for k, p in e.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert unused == []
+
+
+@pytest.mark.parametrize(
+    "label_nc, channels, as_x2",
+    [(1, 19, False), (19, 1, False), (19, 4, True), (0, 1, False), (0, 19, True)],
+)
+def test_a_wrong_channel_count_names_label_nc(label_nc, channels, as_x2):
+    e = StyleGANEXEncoder(**TINY, label_nc=label_nc)
+    x, bad = torch.randn(1, 3, 32, 32), torch.randn(1, channels, 32, 32)
+    with pytest.raises(ConfigError, match=f"label_nc={label_nc}: expected 3-channel RGB") as err:
+        e(x, bad) if as_x2 else e(bad)
+    assert f"got {channels} channels" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_crop_face_takes_the_centre():
     x = torch.randn(1, 3, 320, 400)
     torch.testing.assert_close(crop_face(x), x[..., 32:288, 72:328])
@@ -219,6 +315,8 @@ def test_crop_face_takes_the_centre():
         (dict(skip_max_layer=8), "skip_max_layer"),
         (dict(size=64, skip_max_layer=5), "skip_max_layer"),
         (dict(size=100), "size"),
+        (dict(label_nc=3), "label_nc: expected 0 .* got 3"),
+        (dict(label_nc=-1), "label_nc"),
     ],
 )
 def test_bad_options_raise_config_errors(arch, match):

@@ -62,7 +62,7 @@ RUN_STATE = ("batch_counter", "mean_path_length")  # FaceZooModule's and GANModu
 # --- writing and reading ------------------------------------------------------------------------------------
 
 
-def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
+def save_checkpoint(checkpoint: dict | torch.Tensor, path: str | os.PathLike) -> None:
     """`torch.save` through `atomic_file`: a crash mid-write leaves the previous checkpoint intact, never a
     truncated one; a full disk is a one-line `WriteError`."""
     with atomic_file(path) as f:

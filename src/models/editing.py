@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from facezoo.checkpoints import save_checkpoint
 from facezoo.utils.atomic import atomic_file
 from facezoo.utils.errors import DataError
 
@@ -91,11 +92,11 @@ def save_direction(path: str | os.PathLike, direction: torch.Tensor) -> None:
     if path.suffix not in SUFFIXES:
         raise DataError(f"{path}: an editing direction is saved as .npy, .pt or .pth")
     direction = direction.detach().float().cpu()
+    if path.suffix != ".npy":
+        save_checkpoint(direction, path)
+        return
     with atomic_file(path) as f:
-        if path.suffix == ".npy":
-            np.save(f, direction.numpy())
-        else:
-            torch.save(direction, f)
+        np.save(f, direction.numpy())
 
 
 def edit(w_plus: torch.Tensor, direction: torch.Tensor, strength: float | torch.Tensor) -> torch.Tensor:

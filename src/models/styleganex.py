@@ -124,6 +124,7 @@ class StyleGANEX(IdentityTermMixin, FaceZooModule):
         lpips_required: bool = False,
         loss_weights: Mapping[str, float] | None = None,
         r1_every: int = 16,
+        latent_mask: Sequence[int] | None = None,
         name: str = "styleganex",
         **base_args,
     ) -> None:
@@ -158,6 +159,13 @@ class StyleGANEX(IdentityTermMixin, FaceZooModule):
                 f"model.encoder.style_dim={style_dim} but the decoder's style_dim is {decoder.style_dim}"
             )
         self.register_buffer("latent_avg", torch.zeros(decoder.n_latent, decoder.style_dim))
+        # official default latent_mask "8,...,17" (the codes a second latent gives, of 18 at 1024 px); a
+        # generator of at most 8 codes (32 px) takes its second half
+        n = decoder.n_latent
+        mask = range(8 if n > 8 else n // 2, n) if latent_mask is None else latent_mask
+        self.latent_mask = [int(i) for i in mask]
+        if not self.latent_mask or not all(0 <= i < n for i in self.latent_mask):
+            raise ConfigError(f"model.latent_mask={list(mask)}: expected w+ code indices in 0..{n - 1}")
         if w["adv"] > 0 and discriminator is None:
             raise ConfigError(
                 f"model.loss_weights.adv={w['adv']} needs model.discriminator (a StyleGAN2 D config)"
@@ -305,18 +313,33 @@ class StyleGANEX(IdentityTermMixin, FaceZooModule):
         """The face E takes w+ from: x's centred 256² (`crop_face`), or x itself (also when no larger)."""
         return crop_face(x, FACE) if self.hparams.crop_face and max(x.shape[-2:]) > FACE else x
 
-    def generate(self, x: torch.Tensor, face: torch.Tensor, randomize_noise: bool):
-        """G(E(x, face)) → (image, r·|x|; the codes w+ − latent_avg). face is x: E reads it once."""
+    def generate(
+        self,
+        x: torch.Tensor,
+        face: torch.Tensor,
+        randomize_noise: bool,
+        inject: torch.Tensor | None = None,
+        editing_w: torch.Tensor | None = None,
+    ):
+        """G(E(x, face)) → (image, r·|x|; the codes w+ − latent_avg). face is x: E reads it once.
+
+        `inject` (B, n_latent, style_dim), official `inject_latent` (used as given: no latent_avg is added): the
+        codes of `latent_mask` are taken from it (sketch / mask-to-face: E_w^{8:18}(ỹ), the multi-modal
+        style). `editing_w` v (B or 1, n_latent, style_dim): w+ + v (video face editing)."""
         out = self.encoder(x, None if face is x else face)
+        codes = out.w_plus + self.latent_avg
+        if inject is not None:
+            codes[:, self.latent_mask] = inject[:, self.latent_mask]
         fusion = None if self.encoder.fusion is None else list(self.encoder.fusion)
         image, _ = self.decoder(
-            [out.w_plus + self.latent_avg],
+            [codes],
             input_is_latent=True,
             randomize_noise=randomize_noise,
             first_layer_feature=out.f,
             first_layer_rgb=out.f_rgb if self.hparams.feat_ind else None,
             skip_features=None if fusion is None else list(out.skips),
             fusion=fusion,
+            editing_w=editing_w,
         )
         return image, out.w_plus
 

@@ -78,6 +78,7 @@ class StyleGANEXGenerator(Generator):
         first_layer_rgb: torch.Tensor | None = None,
         skip_features: Sequence[torch.Tensor] | None = None,
         fusion: Sequence[Callable] | None = None,
+        editing_w: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """→ (image (B, 3, H, W), unclamped; w+ latent if `return_latents` else None).
 
@@ -98,8 +99,13 @@ class StyleGANEXGenerator(Generator):
         (`to_rgb1` / `to_rgbs[k−1]`), and h_k × w_k = H_f·m × W_f·m with m = max(1, 2^k/8) (levels 4…32
         share f's size; 32×32 in place of H_f × W_f without f). skip_features[k] must have that spatial
         size; features past len(fusion) are not used (the official encoder returns all seven). A fusion
-        layer without a toRGB fusion returns rgb unchanged."""
+        layer without a toRGB fusion returns rgb unchanged.
+
+        `editing_w` v (B or 1, n_latent, style_dim), video face editing: w+ + v drives the layers, and
+        fusion[k] gets v's code 2k + 1 as its attention condition (official `editing_w`)."""
         latent = self.w_plus(styles, inject_index, truncation, truncation_latent, input_is_latent)
+        if editing_w is not None:
+            latent = latent + editing_w
         if noise is None:
             noise = self.noise_inputs(randomize_noise)
         if first_layer_feature is None:
@@ -114,7 +120,9 @@ class StyleGANEXGenerator(Generator):
             feature = feature.contiguous(memory_format=torch.channels_last)
             if skip_features is not None:  # the fusion layers keep it too (cat of two channels-last maps)
                 skip_features = [f.contiguous(memory_format=torch.channels_last) for f in skip_features]
-        hooks = None if fusion is None and skip_features is None else _fusion_hooks(skip_features, fusion)
+        hooks = None
+        if fusion is not None or skip_features is not None:
+            hooks = _fusion_hooks(skip_features, fusion, editing_w)
         image = self.synthesize(latent, feature, noise, fusion=hooks, first_rgb=first_layer_rgb)
         return image.contiguous(), (latent if return_latents else None)
 
@@ -131,8 +139,13 @@ class StyleGANEXGenerator(Generator):
         return feature
 
 
-def _fusion_hooks(features: Sequence[torch.Tensor] | None, fusion: Sequence[Callable] | None) -> list:
-    """The synthesis hooks (feature, rgb) → (feature, rgb) that apply fusion[k] with skip_features[k]."""
+def _fusion_hooks(
+    features: Sequence[torch.Tensor] | None,
+    fusion: Sequence[Callable] | None,
+    editing_w: torch.Tensor | None = None,
+) -> list:
+    """The synthesis hooks (feature, rgb) → (feature, rgb) that apply fusion[k] with skip_features[k] (and
+    editing_w's code 2k + 1, the official `editing_w[:, i]` at that level's first code i)."""
     if features is None or fusion is None:
         raise ValueError("StyleGANEX: skip_features and fusion go together (give both or neither)")
     if len(features) < len(fusion):
@@ -145,7 +158,9 @@ def _fusion_hooks(features: Sequence[torch.Tensor] | None, fusion: Sequence[Call
                     f"StyleGANEX skip_features[{k}] is {tuple(features[k].shape[-2:])}, the decoder feature "
                     f"it is fused with {tuple(out.shape[-2:])}"
                 )
-            return fusion[k](out, features[k], rgb)
+            if editing_w is None:
+                return fusion[k](out, features[k], rgb)
+            return fusion[k](out, features[k], rgb, editing_w[:, 2 * k + 1])
 
         return fuse
 

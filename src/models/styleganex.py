@@ -320,12 +320,15 @@ class StyleGANEX(IdentityTermMixin, FaceZooModule):
         randomize_noise: bool,
         inject: torch.Tensor | None = None,
         editing_w: torch.Tensor | None = None,
+        zero_noise: bool = False,
     ):
         """G(E(x, face)) → (image, r·|x|; the codes w+ − latent_avg). face is x: E reads it once.
 
-        `inject` (B, n_latent, style_dim), official `inject_latent` (used as given: no latent_avg is added): the
+        `inject` (B, n_latent, style_dim), official `inject_latent` (used as is: no latent_avg is added): the
         codes of `latent_mask` are taken from it (sketch / mask-to-face: E_w^{8:18}(ỹ), the multi-modal
-        style). `editing_w` v (B or 1, n_latent, style_dim): w+ + v (video face editing)."""
+        style). `editing_w` v (B or 1, n_latent, style_dim): w+ + v (video face editing). `zero_noise`: no
+        noise at all (official zero_noise, video inference: a noise map fixed to the frame would stay put
+        while the face moves), over `randomize_noise`."""
         out = self.encoder(x, None if face is x else face)
         codes = out.w_plus + self.latent_avg
         if inject is not None:
@@ -335,6 +338,7 @@ class StyleGANEX(IdentityTermMixin, FaceZooModule):
             [codes],
             input_is_latent=True,
             randomize_noise=randomize_noise,
+            noise=[codes.new_zeros(1, 1, 1, 1)] * self.decoder.num_layers if zero_noise else None,
             first_layer_feature=out.f,
             first_layer_rgb=out.f_rgb if self.hparams.feat_ind else None,
             skip_features=None if fusion is None else list(out.skips),

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from facezoo.utils.atomic import write_text
+from facezoo.utils.memory import PeakMemory
 
 
 @dataclass(frozen=True)
@@ -169,46 +170,6 @@ def _median_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-class PeakMemory:
-    """The peak memory while the block runs, in MB (`.mb`): on CUDA the allocator's peak, on CPU the resident
-    set size sampled every 5 ms by a thread (the process-wide ru_maxrss cannot be reset between rows)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.mb = device, 0.0
-
-    def __enter__(self) -> "PeakMemory":
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            return self
-        import threading
-
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while True:
-            self._read()
-            if self._stop.wait(0.005):
-                return
-
-    def _read(self) -> None:
-        import os
-
-        with open("/proc/self/statm") as statm:
-            resident_pages = int(statm.read().split()[1])
-        self.mb = max(self.mb, resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20)
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            self.mb = torch.cuda.max_memory_allocated(self.device) / 2**20
-        else:
-            self._stop.set()
-            self._thread.join()
-            self._read()  # a starved sampler thread still sees what the block holds at its end
 
 
 def _peak_memory_mb(device: torch.device) -> float:

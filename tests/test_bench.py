@@ -99,7 +99,7 @@ def test_a_restore_variant_row_times_another_batch_and_precision(tmp_path):
 
 
 def test_peak_memory_sees_an_allocation_inside_its_block():
-    from facezoo.bench import PeakMemory
+    from facezoo.utils.memory import PeakMemory
 
     with PeakMemory(torch.device("cpu")) as before:
         pass

@@ -1,4 +1,5 @@
-"""Face detection and 68-point landmarks with dlib, offline: the only module of facezoo that imports dlib.
+"""Face detection and 68-point landmarks with dlib, offline (the metrics face_descriptor and landmark_distance
+use dlib too, for facezoo-compare).
 
 `DlibDetector` finds the faces of an (H, W, 3) uint8 RGB image and returns `Face`s (box, 68 landmarks in
 iBUG order, score), sorted by box x0 then y0. How a photo is searched:

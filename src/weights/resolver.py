@@ -222,6 +222,15 @@ KNOWN_WEIGHTS: dict[str, WeightSpec] = {
             "face_recognition_models/models",
         ),
         WeightSpec(
+            "dlib_face_descriptor",
+            "dlib_face_recognition_resnet_model_v1.dat",
+            "the identity distance of facezoo-compare (facezoo.metrics.face_descriptor)",
+            "dlib's ResNet face descriptor (128-d), as face-recognition-models 0.3.0 ships it",
+            _FACE_RECOGNITION_MODELS + "dlib_face_recognition_resnet_model_v1.dat",
+            "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+            "face_recognition_models/models",
+        ),
+        WeightSpec(
             "dlib_mmod_detector",
             "mmod_human_face_detector.dat",
             "face detection of facezoo-restore (detector.model=cnn, recall retries)",

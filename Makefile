@@ -29,14 +29,24 @@ test: install ## Run the test suite without `slow` tests (ARGS="pytest arguments
 test-full: install ## Run every test, `slow` included
 	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)
 
-sweep: install ## γ sweep (0.01, 0.1, 0.2, 1) as a Hydra multirun + results table and plot (ARGS="overrides")
+# SEEDS=0,1,2: every point of `sweep` / `ablations` once per run seed, all in the one multirun (γ or ablation ×
+# seed; ARGS="launcher=joblib" runs 2 jobs at a time). SEEDS varies the run seed `seed` only: the model's
+# initialisation, the order of the training batches and their random draws. The data split (split.seed) and
+# the test set stay fixed, so every seed trains on the same paired / unpaired identities and is tested on the
+# same pairs (a restoration EXPERIMENT also draws its test degradations from the run seed). The report
+# averages the seeds of each point: mean ± std (n) in the table, error bars in the plot. Empty (the default):
+# one run per point. A 3-seed γ sweep is 12 runs of the recipe.
+SEEDS ?=
+SEED_SWEEP = $(if $(SEEDS),seed=$(SEEDS))
+
+sweep: install ## γ sweep (0.01, 0.1, 0.2, 1) as a Hydra multirun + results table and plot (SEEDS=0,1,2 ARGS=...)
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m facezoo.train -m experiment=$(EXPERIMENT) split.gamma=0.01,0.1,0.2,1.0 \
-		hydra.sweep.dir=$(SWEEPS)/$(EXPERIMENT)-gamma $(ARGS)
+		$(SEED_SWEEP) hydra.sweep.dir=$(SWEEPS)/$(EXPERIMENT)-gamma $(ARGS)
 	$(PY) -m facezoo.report $(SWEEPS)/$(EXPERIMENT)-gamma --by split.gamma --x split.gamma --title "$(EXPERIMENT): γ sweep"
 
-ablations: install ## RetouchFormer's ablations (w/o P, w/ SPS, w/ GSA, w/o X_u) at γ = 0.1 + results table
+ablations: install ## RetouchFormer's ablations (w/o P, w/ SPS, w/ GSA, w/o X_u) at γ = 0.1 + results table (SEEDS=...)
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m facezoo.train -m experiment=$(EXPERIMENT) \
-		ablation=full,no_prior,sps,gsa,no_unpaired split.gamma=0.1 \
+		ablation=full,no_prior,sps,gsa,no_unpaired split.gamma=0.1 $(SEED_SWEEP) \
 		hydra.sweep.dir=$(SWEEPS)/$(EXPERIMENT)-ablations $(ARGS)
 	$(PY) -m facezoo.report $(SWEEPS)/$(EXPERIMENT)-ablations --by ablation --title "$(EXPERIMENT): ablations (γ = 0.1)"
 
@@ -44,7 +54,7 @@ bench: install ## Benchmark every model: time and peak memory, table + JSON in b
 	$(PY) -m facezoo.bench $(ARGS)
 
 lint: install ## ruff
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests notebooks
 
 clean: ## Remove the venv, caches and run outputs
 	rm -rf $(VENV) logs outputs multirun bench .pytest_cache .ruff_cache

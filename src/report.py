@@ -8,6 +8,12 @@ finished, ``metrics.json``. A job folder without ``metrics.json`` is reported as
 
 writes ``results.csv``, ``results.md`` and, with a numeric ``--x``, ``results.png`` (into the sweep folder by
 default) and prints the markdown table.
+
+Jobs that share every ``--by`` setting are repeats of one point (a sweep over the run seed: ``seed=0,1,2``,
+``make sweep SEEDS=0,1,2``): the table then has one row per point with each metric's mean ± sample standard
+deviation over its finished runs and their number n (CSV columns ``<metric>_mean``, ``<metric>_std``,
+``<metric>_n``), and the plot draws the means with error bars, each point labelled with its n. The failed jobs
+of a point are counted in its row. With one job per point the table lists the jobs as they are.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import argparse
 import csv
 import json
 import math
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -30,6 +38,7 @@ HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "soft_iou": True
 # reference points logged next to a metric: test/psnr_input (the input itself as the answer) and
 # test/soft_iou_const (the best constant mask); drawn dashed on the metric's plot
 BASELINES = {"_input": "input vs target", "_const": "best constant mask"}
+SEED = "seed"  # the run seed: jobs that differ only in it are repeats, never a setting of the default --by
 
 
 def _baseline_suffix(key: str) -> str:
@@ -113,12 +122,14 @@ def collect(sweep_dir: str | Path, by: list[str] | None = None) -> list[dict]:
     """One row per job of a multirun: ``job``, ``status``, the ``by`` settings and the ``test/*`` metrics.
 
     ``by``: dotted config keys read from each job's config.yaml; None means the override keys that differ
-    across jobs (``hydra.*`` excluded). A job without metrics.json has status ``FAILED`` and no metrics.
+    across jobs (``hydra.*`` and the run seed ``seed`` excluded: jobs that differ only in their seed are
+    repeats, averaged by ``summarize``). A job without metrics.json has status ``FAILED`` and no metrics.
     Rows are sorted by the ``by`` values, then by job number.
     """
     sweep = Path(sweep_dir)
     jobs = [(job, _overrides(job)) for job in _job_dirs(sweep)]
-    keys = _varying([overrides for _, overrides in jobs]) if by is None else list(by)
+    varying = [key for key in _varying([overrides for _, overrides in jobs]) if key != SEED]
+    keys = varying if by is None else list(by)
     rows = []
     for job, overrides in jobs:
         config = _load_yaml(job / "config.yaml") if (job / "config.yaml").is_file() else None
@@ -145,6 +156,59 @@ def _columns(rows: list[dict]) -> tuple[list[str], list[str]]:
     return settings, sorted((k for k in keys if k.startswith(PREFIX)), key=rank)
 
 
+@dataclass(frozen=True)
+class Stat:
+    """A metric over the finished runs of one point: mean, sample standard deviation (None for one run), n."""
+
+    mean: float
+    std: float | None
+    n: int
+
+
+def _points(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """The rows grouped by their settings (the ``by`` columns), in the rows' order."""
+    settings, _ = _columns(rows)
+    points: dict[tuple, list[dict]] = {}
+    for row in rows:
+        points.setdefault(tuple(row[s] for s in settings), []).append(row)
+    return points
+
+
+def is_repeated(rows: list[dict]) -> bool:
+    """Whether some point has more than one job (e.g. one per seed): the report then averages."""
+    return any(len(jobs) > 1 for jobs in _points(rows).values())
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """One row per point (the rows of ``collect`` that share every setting, e.g. the seeds of one γ):
+    ``jobs`` and ``failed`` (job names, failed = without metrics.json), the settings, and a ``Stat`` per
+    ``test/*`` metric over the finished jobs that logged it (none when no job did)."""
+    settings, metrics = _columns(rows)
+    summary = []
+    for jobs in _points(rows).values():
+        point = {"jobs": [r["job"] for r in jobs], "failed": [r["job"] for r in jobs if r["status"] != "ok"]}
+        point.update({s: jobs[0][s] for s in settings})
+        for metric in metrics:
+            values = [r[metric] for r in jobs if metric in r]
+            if values:
+                std = statistics.stdev(values) if len(values) > 1 else None
+                point[metric] = Stat(statistics.fmean(values), std, len(values))
+        summary.append(point)
+    return summary
+
+
+def _stat_text(stat: Stat | None) -> str:
+    if stat is None:
+        return "—"
+    spread = f" ± {stat.std:.4f}" if stat.std is not None else ""
+    return f"{stat.mean:.4f}{spread} (n={stat.n})"
+
+
+def _runs_text(point: dict) -> str:
+    finished, failed = len(point["jobs"]) - len(point["failed"]), len(point["failed"])
+    return f"{finished} + {failed} failed" if failed else str(finished)
+
+
 def _label(metric: str) -> str:
     """``test/psnr`` -> ``psnr ↑``; baselines and unknown metrics have no arrow."""
     name = metric.removeprefix(PREFIX)
@@ -158,14 +222,23 @@ def _text(value) -> str:
 
 
 def markdown_table(rows: list[dict], title: str = "facezoo results") -> str:
-    """The results as a markdown table (metrics to 4 decimals), with notes on failed jobs and LPIPS."""
+    """The results as a markdown table (metrics to 4 decimals), with notes on failed jobs and LPIPS: one
+    line per job, or, when jobs repeat a point (``is_repeated``), one per point with mean ± std (n=...)."""
     settings, metrics = _columns(rows)
-    lines = [f"# {title}", "", "| " + " | ".join(["job", *settings, *map(_label, metrics)]) + " |"]
-    lines.append("|" + "---|" * (1 + len(settings)) + "---:|" * len(metrics))
-    for row in rows:
-        cells = [row["job"], *(_text(row[s]) for s in settings)]
-        cells += [f"{row[m]:.4f}" if m in row else "—" for m in metrics]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = [f"# {title}", ""]
+    if is_repeated(rows):
+        lines.append("| " + " | ".join(["jobs", *settings, "runs", *map(_label, metrics)]) + " |")
+        lines.append("|" + "---|" * (1 + len(settings)) + "---:|" * (1 + len(metrics)))
+        for point in summarize(rows):
+            cells = [", ".join(point["jobs"]), *(_text(point[s]) for s in settings), _runs_text(point)]
+            lines.append("| " + " | ".join(cells + [_stat_text(point.get(m)) for m in metrics]) + " |")
+    else:
+        lines.append("| " + " | ".join(["job", *settings, *map(_label, metrics)]) + " |")
+        lines.append("|" + "---|" * (1 + len(settings)) + "---:|" * len(metrics))
+        for row in rows:
+            cells = [row["job"], *(_text(row[s]) for s in settings)]
+            cells += [f"{row[m]:.4f}" if m in row else "—" for m in metrics]
+            lines.append("| " + " | ".join(cells) + " |")
     failed = [row["job"] for row in rows if row["status"] != "ok"]
     if failed:
         lines += ["", f"Failed jobs (no metrics.json): {', '.join(failed)}."]
@@ -179,33 +252,49 @@ def _use_log_x(xs: list[float]) -> bool:
     return bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 10
 
 
-def _plot(rows: list[dict], x: str, settings: list[str], metrics: list[str], path: Path, title: str) -> Path:
-    """One subplot per metric vs ``x``, one line per combination of the other settings, baselines dashed."""
+def _plot(points: list[dict], x: str, settings: list[str], metrics: list[str], path: Path, title: str,
+          repeated: bool) -> Path:
+    """One subplot per metric vs ``x``, one line per combination of the other settings, baselines dashed.
+    ``points``: ``summarize``'s rows; when jobs repeat a point (``repeated``) its mean is drawn with ± std
+    error bars and labelled with its n (and its failed jobs), and the title counts the failed jobs."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    finished = [p for p in points if len(p["failed"]) < len(p["jobs"])]
     shown = [m for m in metrics if not _baseline_suffix(m)]
     others = [s for s in settings if s != x]
-    groups: dict[str, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(", ".join(f"{k}={_text(row[k])}" for k in others), []).append(row)
+    lines: dict[str, list[dict]] = {}
+    for point in sorted(finished, key=lambda p: float(p[x])):
+        lines.setdefault(", ".join(f"{k}={_text(point[k])}" for k in others), []).append(point)
     fig = Figure(figsize=(4 * max(len(shown), 1), 3.4), layout="constrained")
     FigureCanvasAgg(fig)
-    log_x = _use_log_x([float(row[x]) for row in rows])
+    log_x = _use_log_x([float(p[x]) for p in finished])
     for ax, metric in zip(fig.subplots(1, max(len(shown), 1), squeeze=False)[0], shown, strict=False):
-        for label, group in groups.items():
-            points = sorted((float(r[x]), r[metric]) for r in group if metric in r)
-            if points:
-                ax.plot(*zip(*points, strict=True), "o-", label=label or None)
+        for label, line in lines.items():
+            drawn = [p for p in line if metric in p]
+            xs, stats = [float(p[x]) for p in drawn], [p[metric] for p in drawn]
+            if not drawn:
+                continue
+            if not repeated:
+                ax.plot(xs, [s.mean for s in stats], "o-", label=label or None)
+                continue
+            ax.errorbar(xs, [s.mean for s in stats], yerr=[s.std or 0.0 for s in stats], fmt="o-", capsize=3,
+                        label=label or None)
+            for px, stat, point in zip(xs, stats, drawn, strict=True):
+                note = f"n={stat.n}" + (f", {len(point['failed'])} failed" if point["failed"] else "")
+                ax.annotate(note, (px, stat.mean), textcoords="offset points", xytext=(4, 4),
+                            fontsize="x-small")
         for suffix, name in BASELINES.items():
-            baseline = sorted((float(r[x]), r[metric + suffix]) for r in rows if metric + suffix in r)
+            baseline = [(float(p[x]), p[metric + suffix].mean) for p in finished if metric + suffix in p]
             if baseline:
-                ax.plot(*zip(*baseline, strict=True), "--", color="gray", label=name)
+                ax.plot(*zip(*sorted(baseline), strict=True), "--", color="gray", label=name)
         ax.set(xlabel=x, ylabel=_label(metric), xscale="log" if log_x else "linear")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[1]:
             ax.legend(fontsize="small")
-    fig.suptitle(title)
+    failed = sum(len(p["failed"]) for p in points)
+    jobs = sum(len(p["jobs"]) for p in points)
+    fig.suptitle(f"{title} (failed jobs: {failed} of {jobs})" if repeated and failed else title)
     with atomic_file(path) as f:
         fig.savefig(f, format="png", dpi=100)
     return path
@@ -214,7 +303,8 @@ def _plot(rows: list[dict], x: str, settings: list[str], metrics: list[str], pat
 def write_report(
     rows: list[dict], out_dir: str | Path, x: str | None = None, title: str = "facezoo results"
 ) -> list[Path]:
-    """Write ``results.csv`` and ``results.md``, and ``results.png`` when ``x`` is a numeric setting.
+    """Write ``results.csv`` and ``results.md``, and ``results.png`` when ``x`` is a numeric setting; when
+    jobs repeat a point (seeds), one line per point with each metric's mean, std and n (module docstring).
 
     With a non-numeric ``x`` (an ablation: ``model.transformer.mode=global,selective``) the table is the
     report and no plot is drawn. Returns the paths written.
@@ -226,16 +316,36 @@ def write_report(
         known = ", ".join(settings) or "none"
         raise ConfigError(f"--x {x}: not a setting of the results (settings: {known}); add --by {x}")
     csv_path, md_path = out / "results.csv", out / "results.md"
+    repeated = is_repeated(rows)
     with atomic_file(csv_path, "w") as f:
-        writer = csv.DictWriter(f, ["job", *settings, *metrics, "status"], restval="")
-        writer.writeheader()
-        writer.writerows({k: _text(v) if k in settings else v for k, v in row.items()} for row in rows)
+        if repeated:
+            _write_summary_csv(f, summarize(rows), settings, metrics)
+        else:
+            writer = csv.DictWriter(f, ["job", *settings, *metrics, "status"], restval="")
+            writer.writeheader()
+            writer.writerows({k: _text(v) if k in settings else v for k, v in row.items()} for row in rows)
     write_text(md_path, markdown_table(rows, title))
     paths = [csv_path, md_path]
     finished = [row for row in rows if row["status"] == "ok"]
     if x is not None and finished and all(_is_number(row[x]) for row in finished):
-        paths.append(_plot(finished, x, settings, metrics, out / "results.png", title))
+        paths.append(_plot(summarize(rows), x, settings, metrics, out / "results.png", title, repeated))
     return paths
+
+
+def _write_summary_csv(f, points: list[dict], settings: list[str], metrics: list[str]) -> None:
+    """One line per point: jobs (space-separated), settings, runs, failed, then per metric mean, std, n."""
+    stats = [f"{m}_{part}" for m in metrics for part in ("mean", "std", "n")]
+    writer = csv.DictWriter(f, ["jobs", *settings, "runs", "failed", *stats], restval="")
+    writer.writeheader()
+    for point in points:
+        line = {"jobs": " ".join(point["jobs"]), **{s: _text(point[s]) for s in settings},
+                "runs": len(point["jobs"]), "failed": len(point["failed"])}
+        for m in metrics:
+            if m in point:
+                stat = point[m]
+                line.update({f"{m}_mean": stat.mean, f"{m}_std": "" if stat.std is None else stat.std,
+                             f"{m}_n": stat.n})
+        writer.writerow(line)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         "--by",
         action="append",
         metavar="KEY",
-        help="dotted config key to tabulate (repeatable); default: the overrides that differ across jobs",
+        help="dotted config key to tabulate (repeatable); default: the overrides that differ across jobs, "
+        "but `seed`; jobs that share every key are averaged (mean ± std, n)",
     )
     parser.add_argument("--x", metavar="KEY", help="numeric setting for the x axis of results.png")
     parser.add_argument("--out", help="output folder (default: the sweep folder)")

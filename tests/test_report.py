@@ -1,14 +1,28 @@
-"""Multirun report: a fake Hydra sweep into CSV / markdown / PNG, failed jobs, ablations, CLI errors."""
+"""Multirun report: a fake Hydra sweep into CSV / markdown / PNG, failed jobs, ablations, seed-averaged
+sweeps (mean ± std, n), the Makefile's SEEDS, CLI errors."""
 
 import csv
 import json
+import subprocess
 
 import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from facezoo.report import FAILED, LPIPS_MISSING, _use_log_x, collect, main, markdown_table, write_report
-from helpers import run_module
+from facezoo.report import (
+    FAILED,
+    LPIPS_MISSING,
+    Stat,
+    _use_log_x,
+    collect,
+    is_repeated,
+    main,
+    markdown_table,
+    summarize,
+    write_report,
+)
+from facezoo.utils.compose import compose_config
+from helpers import ROOT, run_module
 
 # job folder -> gamma; folders out of gamma order so that sorting is visible
 GAMMAS = {"0": 1.0, "1": 0.01, "2": 0.2, "3": 0.1}
@@ -127,3 +141,95 @@ def test_cli_errors_are_one_line_exit_2(gamma_sweep, tmp_path, capsys):
     proc = run_module("facezoo.report", str(tmp_path / "missing"), cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr == f"facezoo: error: {tmp_path / 'missing'}: no such sweep folder\n"
+
+
+# a seed sweep: job -> (gamma, seed, test/psnr); job 5 failed, γ 0.2 ran with one seed only
+SEED_JOBS = {"0": (0.1, 0, 30.0), "1": (0.1, 1, 31.0), "2": (0.1, 2, 33.0),
+             "3": (1.0, 0, 40.0), "4": (1.0, 1, 41.0), "5": (1.0, 2, None), "6": (0.2, 0, 35.0)}
+
+
+@pytest.fixture
+def seed_sweep(tmp_path):
+    sweep = tmp_path / "seeds"
+    for name, (gamma, seed, psnr) in SEED_JOBS.items():
+        metrics = {"test/psnr": psnr, "test/psnr_input": 18.0, "test/ssim": psnr / 50} if psnr else None
+        _job(sweep, name, [f"split.gamma={gamma}", f"seed={seed}"],
+             {"split": {"gamma": gamma, "seed": 1234}, "seed": seed}, metrics)
+    return sweep
+
+
+def test_seeds_of_a_point_are_averaged(seed_sweep):
+    rows = collect(seed_sweep)  # default --by: the varying overrides but the run seed
+    assert "seed" not in rows[0] and is_repeated(rows)
+    points = summarize(rows)
+    assert [(p["split.gamma"], p["jobs"], p["failed"]) for p in points] == [
+        (0.1, ["0", "1", "2"], []), (0.2, ["6"], []), (1.0, ["3", "4", "5"], ["5"])]
+    psnr = [p["test/psnr"] for p in points]
+    assert psnr[0] == Stat(pytest.approx(94 / 3), pytest.approx((7 / 3) ** 0.5), 3)  # sample std (n - 1)
+    assert psnr[1] == Stat(35.0, None, 1)
+    assert psnr[2] == Stat(40.5, pytest.approx(0.5**0.5), 2)  # the failed seed is not a run of the mean
+    assert points[2]["test/psnr_input"] == Stat(18.0, 0.0, 2)
+    assert not is_repeated(collect(seed_sweep, by=["split.gamma", "seed"]))  # one job per point: as before
+
+
+def test_seed_report_csv_markdown_png(seed_sweep, tmp_path):
+    paths = write_report(collect(seed_sweep), tmp_path / "out", x="split.gamma", title="seeds")
+    assert [p.name for p in paths] == ["results.csv", "results.md", "results.png"]
+
+    with paths[0].open() as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == [
+        "jobs", "split.gamma", "runs", "failed", "test/psnr_mean", "test/psnr_std", "test/psnr_n",
+        "test/psnr_input_mean", "test/psnr_input_std", "test/psnr_input_n",
+        "test/ssim_mean", "test/ssim_std", "test/ssim_n",
+    ]  # fmt: skip
+    assert [(r["jobs"], r["split.gamma"], r["runs"], r["failed"]) for r in table] == [
+        ("0 1 2", "0.1", "3", "0"), ("6", "0.2", "1", "0"), ("3 4 5", "1.0", "3", "1")]
+    assert float(table[0]["test/psnr_mean"]) == pytest.approx(31.3333, abs=1e-4)
+    assert float(table[0]["test/psnr_std"]) == pytest.approx(1.5275, abs=1e-4)
+    assert table[0]["test/psnr_n"] == "3" and table[2]["test/psnr_n"] == "2"
+    assert table[1]["test/psnr_std"] == "" and table[1]["test/psnr_n"] == "1"
+
+    md = paths[1].read_text().splitlines()
+    assert md[2] == "| jobs | split.gamma | runs | psnr ↑ | psnr_input | ssim ↑ |"
+    assert md[4] == (
+        "| 0, 1, 2 | 0.1 | 3 | 31.3333 ± 1.5275 (n=3) | 18.0000 ± 0.0000 (n=3) | 0.6267 ± 0.0306 (n=3) |")
+    assert md[5] == "| 6 | 0.2 | 1 | 35.0000 (n=1) | 18.0000 (n=1) | 0.7000 (n=1) |"
+    assert md[6].startswith("| 3, 4, 5 | 1.0 | 2 + 1 failed | 40.5000 ± 0.7071 (n=2) |")
+    assert "Failed jobs (no metrics.json): 5." in md
+
+    with Image.open(paths[2]) as image:
+        image.verify()
+        assert image.format == "PNG" and image.size[0] > image.size[1] > 100
+
+
+def test_an_all_failed_point_is_listed_and_not_plotted(seed_sweep, tmp_path):
+    _job(seed_sweep, "7", ["split.gamma=0.5", "seed=0"], {"split": {"gamma": 0.5}, "seed": 0})
+    _job(seed_sweep, "8", ["split.gamma=0.5", "seed=1"], {"split": {"gamma": 0.5}, "seed": 1})
+    rows = collect(seed_sweep)
+    assert "| 7, 8 | 0.5 | 0 + 2 failed | — | — | — |" in markdown_table(rows)
+    assert (tmp_path / "results.png") in write_report(rows, tmp_path, x="split.gamma")
+
+
+def test_the_cli_averages_seeds(seed_sweep, capsys):
+    assert main([str(seed_sweep), "--x", "split.gamma"]) == 0
+    stdout = capsys.readouterr().out
+    assert "| 0, 1, 2 | 0.1 | 3 | 31.3333 ± 1.5275 (n=3) |" in stdout
+    assert (seed_sweep / "results.png").is_file()
+
+
+def test_make_seeds_vary_the_run_seed_only():
+    """`make sweep SEEDS=0,1,2` adds the run seed to the one multirun; the split's seed is not the run
+    seed, and the run seed reaches the datamodule (data order and draws)."""
+
+    def dry_run(*args: str) -> str:
+        make = subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, check=True)
+        return make.stdout
+
+    with_seeds, without = dry_run("sweep", "SEEDS=0,1,2"), dry_run("sweep")
+    assert "split.gamma=0.01,0.1,0.2,1.0" in with_seeds and "seed=0,1,2" in with_seeds
+    assert "seed=" not in without and "--by split.gamma --x split.gamma" in without
+    ablations = dry_run("ablations", "SEEDS=3,4")
+    assert "ablation=full,no_prior,sps,gsa,no_unpaired split.gamma=0.1 seed=3,4" in ablations
+    cfg = compose_config(overrides=["experiment=retouchformer_synthetic", "seed=3"])
+    assert cfg.datamodule.seed == 3 and cfg.datamodule.split_seed == cfg.split.seed != 3

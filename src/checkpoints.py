@@ -21,6 +21,8 @@ generator: no random discriminator, no second copy for the EMA) and `facezoo_imp
 - `initialise_from(model, path)` (train's `init_from=`): a new run whose networks the file holds start from
   it, the others fresh, an EMA copy the file lacks a copy of its network; the module's own tensors from the
   file, but for the training-loop state (`RUN_STATE`), which a new run starts afresh.
+- `load_styleganex(path, device)`: `load_model` for the StyleGANEX commands (facezoo-invert, facezoo-video),
+  refusing a file of any other method in one line.
 """
 
 # isort: off
@@ -40,7 +42,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from facezoo.utils.atomic import atomic_file
 from facezoo.utils.compose import compose_config
-from facezoo.utils.errors import FacezooError
+from facezoo.utils.errors import ConfigError, FacezooError
 from facezoo.utils.instantiate import instantiate
 from facezoo.utils.targets import check_targets
 from facezoo.weights.imported import Imported
@@ -57,6 +59,7 @@ FORMAT_KEY = "facezoo_format"
 IMPORTED_KEY = "facezoo_imported"
 FORMAT_VERSION = 1
 RUN_STATE = ("batch_counter", "mean_path_length")  # FaceZooModule's and GANModule's training-loop buffers
+STYLEGANEX = "facezoo.models.styleganex.StyleGANEX"
 
 
 # --- writing and reading ------------------------------------------------------------------------------------
@@ -262,6 +265,16 @@ def load_model(source: str | os.PathLike | ModelFile, device: str | torch.device
             hold_out(model, name)
     _load_own(model, file.state_dict, str(file.path))
     return model.to(device).eval()
+
+
+def load_styleganex(ckpt: str | os.PathLike, device: str | torch.device = "cpu"):
+    """The StyleGANEX of `ckpt` (any file `load_model` reads); any other method is refused by name."""
+    file = open_model_file(ckpt, option="ckpt")
+    target = file.model_config().get("_target_")
+    if target != STYLEGANEX:
+        raise ConfigError(f"ckpt={file.path}: a {target} checkpoint; expected a StyleGANEX one (a model="
+                          "styleganex_* run or an official styleganex_*.pt)")
+    return load_model(file, device)
 
 
 def initialise_from(model, path: str | os.PathLike) -> list[str]:

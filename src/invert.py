@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
-from facezoo.checkpoints import load_model, open_model_file, save_checkpoint
+from facezoo.checkpoints import load_styleganex, save_checkpoint
 from facezoo.cli import CONF_DIR, device_option, run_cli
 from facezoo.metrics.image_quality import DATA_RANGE, psnr_ssim_metrics
 from facezoo.metrics.lpips import BACKBONES, LPIPS
@@ -50,18 +50,7 @@ from facezoo.weights.resolver import KNOWN_WEIGHTS, resolve
 
 log = logging.getLogger("facezoo")
 
-STYLEGANEX = "facezoo.models.styleganex.StyleGANEX"
 OUTPUTS = ("encoder.png", "optimised.png", "latent.pt", "metrics.json")
-
-
-def load_styleganex(ckpt: str, device: str):
-    """The StyleGANEX of `ckpt` (any file `load_model` reads); any other method is refused by name."""
-    file = open_model_file(ckpt, option="ckpt")
-    target = file.model_config().get("_target_")
-    if target != STYLEGANEX:
-        raise ConfigError(f"ckpt={file.path}: a {target} checkpoint; expected a StyleGANEX one (a model="
-                          "styleganex_* run or an official styleganex_*.pt)")
-    return load_model(file, device)
 
 
 def padded(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:

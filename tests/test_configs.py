@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from facezoo.cli import CONF_DIR
 from facezoo.utils.compose import compose_config
@@ -36,17 +37,33 @@ def test_compose_model_data_strategy(tmp_path, datamodule, strategy):
         assert cfg.datamodule.gamma == 0.1 and cfg.datamodule.split_seed == cfg.split.seed != cfg.seed
 
 
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("datamodule", DATAMODULES)
-def test_model_and_datamodule_instantiate(tmp_path, model, datamodule, vgg19_folder, monkeypatch):
-    monkeypatch.setenv("FACEZOO_PRETRAINED", str(vgg19_folder))  # models whose recipe needs VGG-19
+def _compose_pair(tmp_path, model: str, datamodule: str):
     overrides = [f"model={model}", f"datamodule={datamodule}"]
     if datamodule == "paired_folder":
         overrides += [f"datamodule.test_lq_dir={tmp_path}", f"datamodule.test_hq_dir={tmp_path}"]
-    cfg = compose_config(overrides=overrides, output_dir=tmp_path)
-    assert instantiate(cfg.datamodule) is not None
-    module = instantiate(cfg.model)
+    return compose_config(overrides=overrides, output_dir=tmp_path)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("datamodule", DATAMODULES)
+def test_every_model_and_datamodule_compose_and_resolve(tmp_path, model, datamodule):
+    """Every pair resolves (a model's interpolations into the data config included); building every pair
+    would repeat the two instantiations below (models × data modules, ~2 s each)."""
+    cfg = _compose_pair(tmp_path, model, datamodule)
+    assert OmegaConf.to_container(cfg.model, resolve=True)["_target_"].startswith("facezoo.models.")
+    assert OmegaConf.to_container(cfg.datamodule, resolve=True)["_target_"].startswith("facezoo.datamodules.")
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_instantiates(tmp_path, model, vgg19_folder, monkeypatch):
+    monkeypatch.setenv("FACEZOO_PRETRAINED", str(vgg19_folder))  # models whose recipe needs VGG-19
+    module = instantiate(_compose_pair(tmp_path, model, "synthetic_restore").model)
     assert hasattr(module, "restore") and not module.automatic_optimization
+
+
+@pytest.mark.parametrize("datamodule", DATAMODULES)
+def test_every_datamodule_instantiates(tmp_path, datamodule):
+    assert instantiate(_compose_pair(tmp_path, "baseline", datamodule).datamodule) is not None
 
 
 @pytest.mark.parametrize("logger", LOGGERS)

@@ -33,11 +33,23 @@ from helpers import TINY, LossRecorder, first_batch, fit_repeated, materialised_
 
 MODELS = sorted(p.stem for p in Path(CONF_DIR, "model").glob("*.yaml"))
 RETOUCHING = {"retouchformer"}  # trained on retouching data; every other method on restoration data
+# trained on faces and their label maps, whose pictures are their inputs (src/datamodules/translation.py)
+TRANSLATION = {"styleganex_sketch2face": "sketch", "styleganex_mask2face": "parsing"}
 
 
 def _overrides(model: str) -> list[str]:
+    if model in TRANSLATION:
+        labels = TRANSLATION[model]
+        return [*TINY, f"model={model}", "datamodule=synthetic_translation", f"datamodule.labels={labels}"]
     data = "synthetic_retouch" if model in RETOUCHING else "synthetic_restore"
     return [*TINY, f"model={model}", f"datamodule={data}"]
+
+
+def _inputs(model: str, size: int) -> torch.Tensor:
+    """Two random inputs: images in [-1, 1]; mask-to-face: parsing maps' pictures (labels as gray levels)."""
+    if TRANSLATION.get(model) == "parsing":
+        return torch.randint(19, (2, 1, size, size)).expand(-1, 3, -1, -1) / 127.5 - 1
+    return torch.rand(2, 3, size, size) * 2 - 1
 
 
 def _cfg(model, tmp_path, data_dir, *extra, name="run"):
@@ -69,7 +81,7 @@ def test_every_model_has_a_tiny_config():
 def test_restore_keeps_the_input_contract(model, tmp_path, data_dir):
     net = instantiate(_cfg(model, tmp_path, data_dir).model, "model").train()
     size = net.fixed_size or 64
-    lq = torch.rand(2, 3, size, size) * 2 - 1
+    lq = _inputs(model, size)
     out = net.restore(lq)
     assert net.training  # the mode is given back
     image = out["image"]
@@ -148,7 +160,7 @@ def test_checkpoints_resume_evaluate_and_load_exactly(model, tmp_path, data_dir)
     trained = instantiate(cfg.model, "model")
     trained.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     size = trained.fixed_size or 64
-    lq = torch.rand(2, 3, size, size) * 2 - 1
+    lq = _inputs(model, size)
     for key, value in trained.restore(lq).items():
         torch.testing.assert_close(loaded.restore(lq)[key], value, rtol=0, atol=0)
     used = sum(p.numel() for name in loaded.inference_networks() for p in getattr(loaded, name).parameters())

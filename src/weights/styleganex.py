@@ -8,12 +8,11 @@ A release file (`styleganex_inversion.pt`, `styleganex_sr.pt`, `styleganex_sr32.
 `torch.load(weights_only=True)`; a file whose `opts` was re-saved as an argparse.Namespace is refused with
 what to do (`pickled_opts_error`).
 
-`read_styleganex_release` turns it into a facezoo `model=styleganex_<task>` network set;
-`import_styleganex_release` (the `facezoo-import` entry) does the same but still refuses the translation
-tasks, whose module is not in facezoo yet (issue 16):
+`read_styleganex_release` (and `import_styleganex_release`, the `facezoo-import` entry) turns it into a
+facezoo `model=styleganex_<task>` network set:
 - the task from `opts['dataset_type']`, as the official inference scripts decide it: `ffhq_encode` →
   inversion, `ffhq_super_resolution` → sr, `ffhq_sketch_to_face` → sketch2face, `ffhq_seg_to_face` →
-  mask2face; the video tasks are refused (issue 16);
+  mask2face, `ffhq_edit` → edit, `toonify` → toonify (its decoder in the file is already G′);
 - the translation network T `encoder.input_label_layer.*` of the sketch / parsing-map tasks: built when
   input_nc ≠ 3 (official), with `label_nc` = input_nc (`model.encoder.label_nc`); a file whose T and input_nc
   disagree, or whose task and input_nc do (label maps are the translation tasks' input), is refused;
@@ -27,7 +26,9 @@ tasks, whose module is not in facezoo yet (issue 16):
   `discriminator`; every key is checked (`match_state_dict`: a missing, unexpected or mis-shaped key is
   named), and so is every top-level entry;
 - `latent_avg` → `Imported.buffers['latent_avg']` (the module's own buffer, added to the encoder's w+);
-  a file trained without `start_from_latent_avg` has none and its codes get no offset: zeros.
+  a file trained without `start_from_latent_avg` has none and its codes get no offset: zeros;
+- `editing_w` (video editing only: (N, n_styles, 512), the coach's editing_w_path file) →
+  `Imported.buffers['editing_w']`, its first vector, as video_editing.py uses (`editing_w[0:1]`).
 
 `load_styleganex_prior` loads a StyleGAN2 generator file (rosinality's stylegan2-ffhq-config-f.pt `{'g_ema',
 'latent_avg'}`, a facezoo model=stylegan2 checkpoint: `stylegan2.prior_states`) into the decoder.
@@ -56,26 +57,21 @@ from facezoo.weights.stylegan2 import (
 
 WHAT = "StyleGANEX"
 TOP_LEVEL = ("state_dict", "opts", "latent_avg", "discriminator", "editing_w")  # what the coach saves
-TASKS = {"ffhq_encode": "inversion", "ffhq_super_resolution": "sr"}
-# the translation tasks: their networks are read (`read_styleganex_release`), their module is not there yet
+TASKS = {"ffhq_encode": "inversion", "ffhq_super_resolution": "sr", "ffhq_edit": "edit", "toonify": "toonify"}
+# the translation tasks (their label maps: input_nc ≠ 3); the official inference takes latent_mask 8..17
+# whatever the file says, and so does model=styleganex_{sketch2face,mask2face} (latent_mask null)
 TRANSLATION = {"ffhq_sketch_to_face": "sketch2face", "ffhq_seg_to_face": "mask2face"}
-NOT_YET = {  # official dataset_type → the task facezoo does not have yet (issue 16)
-    "ffhq_sketch_to_face": "sketch-to-face translation (styleganex_sketch2face.pt)",
-    "ffhq_seg_to_face": "parsing-map-to-face translation (styleganex_mask2face.pt)",
-    "ffhq_edit": "video face editing (styleganex_edit_*.pt)",
-    "toonify": "video face toonification (styleganex_toonify_*.pt)",
-}
 # options/train_options.py defaults of the options read here (a file saved by an older version may lack one)
 OPTS_DEFAULTS = {
     "encoder_type": "GradualStyleEncoder", "input_nc": 3, "feat_ind": 0, "max_pooling": False,
     "use_skip": False, "use_skip_torgb": False, "skip_max_layer": 7, "crop_face": False, "use_att": 0,
     "resize_factors": None, "blind_sr": False, "start_from_latent_avg": False, "affine_augment": False,
     "random_crop": False, "l2_lambda": 1.0, "lpips_lambda": 0.8, "id_lambda": 0.0, "w_norm_lambda": 0.0,
-    "adv_lambda": 0.0, "r1": 1.0, "d_reg_every": 16,
+    "adv_lambda": 0.0, "r1": 1.0, "d_reg_every": 16, "tmp_lambda": 0.0,
 }
 SR_FACTORS = "1,2,4,8,16,32"  # configs/transforms_config.py SuperResTransforms without --resize_factors
 LOSSES = {"l2": "l2_lambda", "lpips": "lpips_lambda", "id": "id_lambda", "w_norm": "w_norm_lambda",
-          "adv": "adv_lambda", "r1": "r1"}  # model.loss key → official option
+          "adv": "adv_lambda", "r1": "r1", "tmp": "tmp_lambda"}  # model.loss key → official option
 
 
 def is_styleganex_release(state: Mapping) -> bool:
@@ -109,22 +105,11 @@ def _options(opts) -> dict:
     return {**OPTS_DEFAULTS, **opts}
 
 
-def _not_yet(dataset: str) -> FacezooError:
-    return FacezooError(
-        f"{WHAT} {NOT_YET[dataset]} (opts dataset_type={dataset}) is not supported yet (issue 16); "
-        "facezoo imports the inversion and super-resolution models"
-    )
-
-
 def _task(opts: Mapping, state: Mapping) -> str:
     dataset = opts["dataset_type"]
-    if dataset in NOT_YET and dataset not in TRANSLATION:
-        raise _not_yet(dataset)
     if dataset not in TASKS | TRANSLATION:
-        raise FacezooError(
-            f"{WHAT}: opts dataset_type={dataset}; expected {', '.join(TASKS)} (inversion, sr) or the "
-            f"tasks of issue 16 ({', '.join(NOT_YET)})"
-        )
+        known = ", ".join(TASKS | TRANSLATION)
+        raise FacezooError(f"{WHAT}: opts dataset_type={dataset}; expected one of {known}")
     input_nc = opts["input_nc"]
     label = any(k.startswith("encoder.input_label_layer.") for k in state)
     if label != (input_nc != 3):
@@ -179,6 +164,17 @@ def _latent_avg(file: Mapping, opts: Mapping, n_styles: int, style_dim: int) -> 
     return latent
 
 
+def _editing_w(file: Mapping, n_styles: int, style_dim: int) -> torch.Tensor:
+    """v of an edit release, (n_styles, style_dim): the file's (N, n_styles, style_dim) editing vectors give
+    their first, as video_editing.py takes (`editing_w[0:1]`)."""
+    v = file.get("editing_w")
+    shape = tuple(v.shape) if isinstance(v, torch.Tensor) else None
+    if shape is None or len(shape) not in (2, 3) or shape[-2:] != (n_styles, style_dim):
+        raise FacezooError(f"{WHAT}: a video editing file (ffhq_edit) holds editing_w (N, {n_styles}, "
+                           f"{style_dim}); got {shape or type(v).__name__}")
+    return (v[0] if v.ndim == 3 else v).float().clone()
+
+
 def _overrides(task: str, opts: Mapping, decoder: dict, encoder: dict) -> list[str]:
     """Hydra overrides of `model=styleganex_<task>` that build the release's networks and recipe."""
     out = [f"model=styleganex_{task}", f"model.size={decoder['size']}"]
@@ -192,22 +188,20 @@ def _overrides(task: str, opts: Mapping, decoder: dict, encoder: dict) -> list[s
             raise FacezooError(f"{WHAT}: opts resize_factors={factors!r}; expected factors like '1,2,4,8'")
         out.append(f"model.resize_factors=[{factors.replace(' ', '')}]")
         out.append(f"model.blind_sr={bool(opts['blind_sr'])}")
-    out += [f"model.loss_weights.{k}={float(opts[option])}" for k, option in LOSSES.items()]
+    # (++: L_tmp's weight, which only the video tasks' configs list, is added where missing)
+    out += [f"{'++' if k == 'tmp' else ''}model.loss_weights.{k}={float(opts[option])}"
+            for k, option in LOSSES.items()]
     out.append(f"model.r1_every={int(opts['d_reg_every'])}")
     # the file holds the decoder; restoring and evaluating it need none of the training losses' files
     out += ["model.prior.required=false", "model.identity.required=false", "model.lpips_required=false"]
+    out += {"edit": ["model.editing.required=false"],
+            "toonify": ["model.toonify.required=false"]}.get(task, [])
     return out
 
 
 def import_styleganex_release(source, discriminator=None) -> Imported:
-    """`read_styleganex_release` for the tasks facezoo runs: a translation release, read and checked, is then
-    refused (issue 16)."""
-    file = as_state_dict(source)
-    imported = read_styleganex_release(file, discriminator)
-    dataset = file["opts"]["dataset_type"]
-    if dataset in TRANSLATION:
-        raise _not_yet(dataset)
-    return imported
+    """`read_styleganex_release`: every task facezoo runs (inversion, sr, sketch2face, mask2face)."""
+    return read_styleganex_release(source, discriminator)
 
 
 def read_styleganex_release(source, discriminator=None) -> Imported:
@@ -253,6 +247,10 @@ def read_styleganex_release(source, discriminator=None) -> Imported:
         )
     n_styles = targets["encoder"].n_styles
     buffers = {"latent_avg": _latent_avg(file, opts, n_styles, decoder_arch["style_dim"])}
+    if task == "edit":
+        buffers["editing_w"] = _editing_w(file, n_styles, decoder_arch["style_dim"])
+    elif "editing_w" in file:
+        raise FacezooError(f"{WHAT}: an editing_w in a {task} file; only video editing (ffhq_edit) has one")
     skips = encoder_arch["skip_max_layer"]
     description = f"StyleGANEX {task} ({decoder_arch['size']} px decoder, {skips} fusion levels)"
     return Imported("styleganex", description, overrides, networks, buffers=buffers)

@@ -93,8 +93,8 @@ def official_release(opts: dict) -> dict:
     file = {"state_dict": _randomised(state), "opts": opts, "latent_avg": latent_avg}
     if opts["adv_lambda"] > 0:
         file["discriminator"] = _randomised(Discriminator(TINY["size"], narrow=TINY["narrow"]).state_dict())
-    if opts["editing_w_path"]:
-        file["editing_w"] = torch.randn(4, TINY["style_dim"])
+    if opts["editing_w_path"]:  # the coach's torch.load(editing_w_path): (N, n_styles, 512) vectors
+        file["editing_w"] = torch.randn(2, N_STYLES, TINY["style_dim"])
     return file
 
 
@@ -128,15 +128,7 @@ def test_every_official_tensor_is_imported_and_the_config_rebuilt_from_the_opts(
     assert load_model(open_model_file(str(path))).native_size == (256 if task == "inversion" else 64)
 
 
-def test_the_other_tasks_are_refused_naming_the_task():
-    for task, name in (("sketch2face", "sketch-to-face"), ("mask2face", "parsing-map-to-face"),
-                       ("edit", "video face editing"), ("toonify", "video face toonification")):
-        skips = min(4, RECIPES[task]["skip_max_layer"])  # 7 levels need a 512 px decoder, these are 64 px
-        with pytest.raises(FacezooError) as err:
-            import_release(official_release(official_opts(task, skip_max_layer=skips)))
-        message = str(err.value)
-        assert f"StyleGANEX {name}" in message and "is not supported yet (issue 16)" in message
-        assert "\n" not in message
+def test_a_translation_network_and_task_that_disagree_are_refused():
     # the translation network T in a file that says it is an inversion model, and the other way round
     file = official_release(official_opts("inversion"))
     file["state_dict"]["encoder.input_label_layer.model.0.weight"] = torch.zeros(16, 19, 3, 3)
@@ -151,24 +143,22 @@ def test_the_other_tasks_are_refused_naming_the_task():
         read_styleganex_release(file)
     with pytest.raises(FacezooError, match="dataset_type=ffhq_seg_to_face with input_nc=3; the translation"):
         read_styleganex_release({**file, "opts": {**file["opts"], "input_nc": 3}})
-    with pytest.raises(FacezooError, match="dataset_type=ffhq_cars; expected ffhq_encode"):
+    with pytest.raises(FacezooError, match="dataset_type=ffhq_cars; expected one of ffhq_encode"):
         import_release(official_release(official_opts("inversion", dataset_type="ffhq_cars")))
 
 
 @pytest.mark.parametrize("task, label_nc, skips", [("sketch2face", 1, 1), ("mask2face", 19, 2)])
-def test_translation_releases_are_read_with_t_and_label_nc_but_not_imported_yet(task, label_nc, skips):
+def test_translation_releases_are_imported_with_t_and_label_nc(task, label_nc, skips):
     file = official_release(official_opts(task))
     assert file["state_dict"]["encoder.input_label_layer.model.0.weight"].shape == (16, label_nc, 3, 3)
-    imported = read_styleganex_release(file)
+    imported = import_styleganex_release(file)
     got = imported.state_dict()
     want = {**file["state_dict"], "latent_avg": file["latent_avg"]}
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     assert imported.overrides[0] == f"model=styleganex_{task}"
     assert {f"model.encoder.label_nc={label_nc}", f"model.encoder.skip_max_layer={skips}",
             "model.loss_weights.w_norm=0.005"} <= set(imported.overrides)
-    # the importer checks it all, then refuses the task (its module is not in facezoo yet)
-    with pytest.raises(FacezooError, match=r"translation .* is not supported yet \(issue 16\)"):
-        import_styleganex_release(file)
+    assert not any(o.startswith("model.latent_mask") for o in imported.overrides)  # official inference: 8..17
     file["state_dict"]["encoder.input_label_layer.model.10.weight"] = torch.zeros(8, 16, 3, 3)
     with pytest.raises(FacezooError, match=r"encoder: .*model.10.weight \(8, 16, 3, 3\) vs \(16, 16, 3, 3\)"):
         import_styleganex_release(file)
@@ -286,7 +276,7 @@ MODULE = importlib.util.find_spec("facezoo.models.styleganex")
 
 
 @pytest.mark.skipif(MODULE is None, reason="the StyleGANEX module (src/models/styleganex.py) has not landed")
-@pytest.mark.parametrize("task", ["inversion", "sr"])
+@pytest.mark.parametrize("task", ["inversion", "sr", "sketch2face", "mask2face"])
 def test_an_imported_release_builds_the_module_and_loads_strictly(tmp_path, task):
     from facezoo.checkpoints import initialise_from, load_model
     from facezoo.utils.compose import compose_config
@@ -305,7 +295,9 @@ def test_an_imported_release_builds_the_module_and_loads_strictly(tmp_path, task
     assert model.task == task and model.scale == 0.25  # a 64 px decoder: outputs are 1/4 of E's input
 
     assert import_main([str(release), "--out", str(out)]) == 0
-    lq = torch.rand(1, 3, 64, 64) * 2 - 1
+    lq = torch.rand(1, 3, 64, 64) * 2 - 1  # a sketch's picture (its luminance) for sketch2face
+    if task == "mask2face":  # a parsing map's picture: labels 0..18 as gray levels
+        lq = torch.randint(19, (1, 1, 64, 64)).expand(-1, 3, -1, -1) / 127.5 - 1
     expected = model.restore(lq)["image"]
     for loaded in (load_model(out), load_model(release)):  # facezoo-import's checkpoint, the release itself
         state = loaded.state_dict()
@@ -314,3 +306,32 @@ def test_an_imported_release_builds_the_module_and_loads_strictly(tmp_path, task
         torch.testing.assert_close(loaded.restore(lq)["image"], expected, rtol=0, atol=0)
     fresh = instantiate(cfg.model, "model")  # a new run from the release: latent_avg comes with it
     assert "latent_avg" in initialise_from(fresh, out) and torch.equal(fresh.latent_avg, file["latent_avg"])
+
+
+@pytest.mark.parametrize("task", ["edit", "toonify"])
+def test_video_releases_import_with_their_editing_vector(tmp_path, task):
+    from facezoo.weights.cli import main as import_main
+
+    file = official_release(official_opts(task, skip_max_layer=4))  # 7 levels need a 512 px decoder
+    release, out = tmp_path / f"styleganex_{task}.pt", tmp_path / f"{task}.ckpt"
+    torch.save(file, release)
+    imported = import_release(str(release))
+    assert imported.overrides[0] == f"model=styleganex_{task}"
+    assert {"model.encoder.skip_max_layer=4", f"model.encoder.use_att={int(task == 'edit')}",
+            "++model.loss_weights.tmp=30.0", "model.loss_weights.adv=0.1",
+            f"model.{'editing' if task == 'edit' else 'toonify'}.required=false"} <= set(imported.overrides)
+    assert import_main([str(release), "--out", str(out)]) == 0
+    loaded = load_model(out)
+    state = loaded.state_dict()
+    assert loaded.task == task and all(torch.equal(state[k], v) for k, v in file["state_dict"].items())
+    if task == "edit":  # v: the first of the file's vectors (video_editing.py: editing_w[0:1])
+        assert torch.equal(loaded.editing_w, file["editing_w"][0])
+        assert torch.equal(loaded.editing_vector(2.0), 2 * file["editing_w"][:1])
+        with pytest.raises(FacezooError, match=r"holds editing_w \(N, 10, 32\); got \(3, 32\)"):
+            import_release({**file, "editing_w": torch.zeros(3, 32)})
+    else:  # the file's decoder is G' already; an editing vector does not belong there
+        assert not hasattr(loaded, "editing_w")
+        with pytest.raises(FacezooError, match="an editing_w in a toonify file"):
+            import_release({**file, "editing_w": torch.zeros(2, N_STYLES, 32)})
+    lq = torch.rand(1, 3, 64, 64) * 2 - 1
+    torch.testing.assert_close(load_model(release).restore(lq)["image"], loaded.restore(lq)["image"])

@@ -16,10 +16,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 
+import torch
 from torch import Tensor
 
+from facezoo.datamodules.face_labels import to_celebamask
 from facezoo.datamodules.synthetic.blemishes import add_blemishes
 from facezoo.datamodules.synthetic.renderer import render_faces
+from facezoo.datamodules.toon import cartoon
 from facezoo.utils.atomic import write_text
 from facezoo.utils.console import progress
 from facezoo.utils.image_io import write_image
@@ -27,6 +30,7 @@ from facezoo.utils.image_io import write_image
 _FORMAT_VERSION = 2  # bump when renderer.py or blemishes.py change their pixels, so old folders are rewritten
 _DEFAULT_SPLITS = MappingProxyType({"train": 200, "val": 20, "test": 20})
 _ONCE = "once: later runs with the same options reuse it"
+LABEL_FOLDERS = ("parsing", "sketch")  # write_faces(labels=True): the label maps beside the faces
 
 log = logging.getLogger("facezoo")
 
@@ -95,11 +99,18 @@ def write_ffhqr(root, sizes: Mapping[str, int] = _DEFAULT_SPLITS, size: int = 25
     return root
 
 
-def write_faces(root, n: int, size: int = 256, seed: int = 0, batch_size: int = 32) -> Path:
+def write_faces(root, n: int, size: int = 256, seed: int = 0, batch_size: int = 32,
+                labels: bool = False, toon: bool = False) -> Path:
     """Write `n` clean faces as root/{name}.png (zero-padded index) plus root/boxes.json; same DONE.json
-    idempotency as `write_ffhqr`."""
+    idempotency as `write_ffhqr`. `labels`: also each face's label maps, the inputs of StyleGANEX's
+    translation tasks (datamodules/translation.py): root/parsing/{name}.png, the 19 CelebAMask-HQ labels as an
+    8-bit label PNG (face_labels.to_celebamask), and root/sketch/{name}.png, the renderer's sketch in the
+    official polarity (dark lines on white, 8-bit gray). `toon`: the faces' cartoon versions instead
+    (datamodules/toon.py: the toon domain of experiment=stylegan2_toon_finetune)."""
     root = Path(root)
-    record = _args_record(kind="faces", n=int(n), size=int(size), seed=int(seed))
+    optional = {"labels": True} if labels else {}  # records (and folders) written without labels stay valid
+    optional |= {"toon": True} if toon else {}
+    record = _args_record(kind="faces", n=int(n), size=int(size), seed=int(seed), **optional)
     if _is_done(root, record):
         return root
     (root / "DONE.json").unlink(missing_ok=True)
@@ -107,15 +118,24 @@ def write_faces(root, n: int, size: int = 256, seed: int = 0, batch_size: int = 
         for old in root.iterdir():
             if re.fullmatch(r"\d+\.png", old.name):
                 old.unlink()
+        for folder in LABEL_FOLDERS:
+            shutil.rmtree(root / folder, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     width, boxes = max(5, len(str(max(int(n) - 1, 0)))), {}
     log.info("rendering synthetic faces into %s (%s)", root, _ONCE)
     for batch in _batches(0, int(n), batch_size, f"rendering {root.name}"):
         faces = render_faces(batch, size, seed)
+        images = cartoon(faces["image"]) if toon else faces["image"]
+        if labels:
+            parsing = to_celebamask(faces["parsing"]).to(torch.uint8)
+            sketch = (255 * (1 - faces["sketch"])).round().to(torch.uint8)
         for j, index in enumerate(batch):
             name = f"{index:0{width}d}"
-            write_image(root / f"{name}.png", faces["image"][j], durable=False)
+            write_image(root / f"{name}.png", images[j], durable=False)
             boxes[name] = _box_list(faces["boxes"][j])
+            if labels:
+                write_image(root / "parsing" / f"{name}.png", parsing[j], durable=False)
+                write_image(root / "sketch" / f"{name}.png", sketch[j], durable=False)
     _write_json(root / "boxes.json", boxes)
     _write_json(root / "DONE.json", record)
     return root
@@ -130,10 +150,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--faces-only", type=int, metavar="N", help="write N clean faces only (restoration)")
+    parser.add_argument("--toon", action="store_true", help="with --faces-only: their cartoon versions")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the rendering's progress lines
     if args.faces_only is not None:
-        out = write_faces(args.out, args.faces_only, args.size, args.seed, args.batch_size)
+        out = write_faces(args.out, args.faces_only, args.size, args.seed, args.batch_size, toon=args.toon)
     else:
         sizes = {"train": args.train, "val": args.val, "test": args.test}
         out = write_ffhqr(args.out, sizes, args.size, args.seed, args.batch_size)

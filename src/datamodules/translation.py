@@ -10,7 +10,9 @@ its sketch). `labels`:
 - `sketch`: sketches, dark lines on white (the official sketch2face input, e.g. data/234_sketch.jpg; colour
   files by their luminance), resized as photos;
 - `xdog`: no files: each face's sketch is made from the photo on the device by XDoG (sketch.py
-  `pencil_sketch`, batched), so photos alone train sketch2face.
+  `pencil_sketch`, batched), so photos alone train sketch2face;
+- `image`: RGB images of another domain, resized as photos: StyleGANEX toonification's pairs with
+  `model.toonify.pairs=folders` (data_dir: the Toonify renderings, the targets; label_dir: the faces, `lq`).
 A face without its label map or a label file without its face, a parsing map of another kind (colour, 16
 bits) or with labels over 18 stop setup with one line naming the file (`skip_bad`: skipped and counted).
 
@@ -36,7 +38,7 @@ from facezoo.datamodules.restore import RestoreDataModule
 from facezoo.datamodules.sketch import pencil_sketch
 from facezoo.utils.errors import ConfigError, DataError
 
-LABELS = ("parsing", "sketch", "xdog")
+LABELS = ("parsing", "sketch", "xdog", "image")
 MAX_LABEL = len(CELEBAMASK_LABELS) - 1  # 18
 
 
@@ -106,7 +108,7 @@ class LabelledFaces(PairedImageFolders):
     def pair(self, name: str) -> dict[str, Tensor]:
         hq = self.hq.image(name)
         path, size = self.lq.paths[name], tuple(hq.shape[-2:])
-        if self.kind == "sketch":
+        if self.kind in ("sketch", "image"):
             return {LQ: load_image(path, size), HQ: hq}
         labels = read_parsing(path)
         if labels.shape != size:
@@ -117,7 +119,7 @@ class LabelledFaces(PairedImageFolders):
 class TranslationDataModule(RestoreDataModule):
     """RestoreDataModule's folders, synthetic faces and loaders, with label maps as `lq` (module docstring).
 
-    labels: parsing | sketch | xdog. label_dir: a folder with {train,val,test}/ of label maps (null:
+    labels: parsing | sketch | xdog | image. label_dir: a folder with {train,val,test}/ of label maps (null:
     data_dir/{split}/<labels>/). synthetic: as RestoreDataModule's, with `labels: true` to write the maps.
     """
 

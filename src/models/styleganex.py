@@ -21,8 +21,9 @@ batch size. `restore`/`predict` edit with v = editing_w × `editing.scale` (offi
 scale_factor). `toonify`: the decoder is G′, a StyleGAN2 fine-tuned on a cartoon domain
 (`toonify.checkpoint`, official toonify_weights: loaded over the prior when fitting starts; latent_avg stays
 the face prior's), ŷ = G′(E(x, face)); y = the cartoon filter (datamodules/toon.py) of x at the output size,
-made on the device (the official trains on folders of faces and their Toonify renderings, which facezoo cannot
-load for training yet: `toonify.pairs=folders` is refused).
+made on the device (`toonify.pairs: filter`; evaluation compares with the same filter of the face), or with
+`pairs: folders` the datamodule's pairs (datamodule=translation_folder labels=image: the official folders of
+faces, toonify_in, and their Toonify renderings, toonify_out), x = the face at 1/r of its rendering's size.
 L_tmp (`loss.tmp`, official tmp_lambda, any task): from batch t with 2t ≥ T (T = the run's batches), the
 flicker-suppression loss: y0_hat = G(E(x)) of the UNaugmented x (with gradient), moved by the same affine and
 crop as x and y (`augment`), and tmp · min(1, 4(t/T − 0.5)) · MSE(ŷ, y0_hat) added to the encoder's loss.
@@ -129,6 +130,7 @@ SAME_SIZE_INPUT = ("inversion", "edit", "toonify", *TRANSLATION)
 EDITING = {"direction": None, "augment": (), "scales": (0.0, 0.25, 0.5, 0.75, 1.0, 1.25), "truncation": 0.75,
            "scale": 1.0, "required": False}  # coach generate_training_data; video_editing.py scale_factor
 TOONIFY = {"checkpoint": None, "required": False, "pairs": "filter"}
+TOONIFY_PAIRS = ("filter", "folders")
 DIRECTION_SEED = 0  # the random v of an edit model without editing.direction (tests, the contract suite)
 FACE = 256  # the centred aligned face of crop_face, and the shortest random-crop side (coach)
 CROP_STEPS = (32, 40)  # random crop sides U{32..40}·8 (coach `random_crop`)
@@ -266,11 +268,11 @@ class StyleGANEX(IdentityTermMixin, FaceZooModule):
         scales = list(self.editing["scales"])
         if task == "edit" and not scales:
             raise ConfigError("model.editing.scales=[]: expected the scales of v (official 0, 0.25, …, 1.25)")
-        if task == "toonify" and self.toonify["pairs"] != "filter":
+        if task == "toonify" and self.toonify["pairs"] not in TOONIFY_PAIRS:
             raise ConfigError(
                 f"model.toonify.pairs={self.toonify['pairs']}: expected filter (y = the cartoon filter of x, "
-                "datamodules/toon.py); the official folders of faces and their Toonify renderings "
-                "(toonify_in / toonify_out) need a paired training loader, which facezoo does not have yet"
+                "datamodules/toon.py) or folders (the datamodule's pairs: datamodule=translation_folder "
+                "labels=image, the official toonify_in / toonify_out)"
             )
         required = {"edit": ("editing", self.editing, ("direction", "augment")),
                     "toonify": ("toonify", self.toonify, ("checkpoint",))}.get(task)
@@ -375,6 +377,14 @@ class StyleGANEX(IdentityTermMixin, FaceZooModule):
             self.load_prior()
             self.load_encoder_init()
             self.load_video_task_files()
+        labels = getattr(self.trainer.datamodule, "labels", None)
+        if self.task == "toonify" and self.toonify["pairs"] == "folders" and labels != "image":
+            raise ConfigError(
+                "model.toonify.pairs=folders trains on the datamodule's (face, Toonify rendering) pairs: use "
+                "datamodule=translation_folder datamodule.labels=image (data_dir: the renderings, label_dir: "
+                f"the faces); got {type(self.trainer.datamodule).__name__}"
+                + (f" with labels={labels}" if labels else "")
+            )
         if self.task == "edit" and self.editing["augment"]:  # data, not weights: read at every start
             n, dim = self.decoder.n_latent, self.decoder.style_dim
             self.augment_directions = torch.stack(
@@ -512,6 +522,13 @@ class StyleGANEX(IdentityTermMixin, FaceZooModule):
             image = F.adaptive_avg_pool2d(image, lq.shape[-2:])
         return {"image": resize_to(image, lq.shape[-2:])}
 
+    def evaluation_pair(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """toonify with `pairs: filter`: the target is the cartoon filter of the face (what it trains on)."""
+        lq, target, mask = super().evaluation_pair(batch)
+        if self.task == "toonify" and self.toonify["pairs"] == "filter":
+            target = cartoon(target)
+        return lq, target, mask
+
     def evaluation_inputs(self, batch: dict) -> dict[str, torch.Tensor]:
         """Translation: the targets' styles (the official validation injects E(ỹ))."""
         return {"style": batch[HQ]} if self.task in TRANSLATION else {}
@@ -546,7 +563,7 @@ class StyleGANEX(IdentityTermMixin, FaceZooModule):
         if self.task == "edit":
             return self.editing_pair(hq)
         if self.task == "toonify":
-            return (*self.toonify_pair(hq), None)
+            return (*self.toonify_pair(hq, batch.get(LQ)), None)
         return hq, hq, None
 
     @torch.no_grad()
@@ -571,9 +588,14 @@ class StyleGANEX(IdentityTermMixin, FaceZooModule):
         return x, y, v
 
     @torch.no_grad()
-    def toonify_pair(self, hq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x, y): x = hq (E's input), y = the cartoon filter of hq at the output size (r·|x|; pooled first
-        when smaller, filtered at hq's size and left for the loss to compare when larger)."""
+    def toonify_pair(self, hq: torch.Tensor, lq: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """(x, y). `pairs: filter`: x = hq (E's input), y = the cartoon filter of hq at the output size
+        (r·|x|; pooled first when smaller, filtered at hq's size and left for the loss to compare when
+        larger). `pairs: folders`: x = lq (the face), resized to |hq| / r, y = hq (its Toonify rendering; the
+        official 256 px faces and 1024 px renderings)."""
+        if self.toonify["pairs"] == "folders":
+            size = (round(hq.shape[-2] / self.scale), round(hq.shape[-1] / self.scale))
+            return resize_to(lq, size), hq
         out = (round(hq.shape[-2] * self.scale), round(hq.shape[-1] * self.scale))
         return hq, cartoon(F.adaptive_avg_pool2d(hq, out) if out[-1] < hq.shape[-1] else hq)
 

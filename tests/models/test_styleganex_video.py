@@ -14,7 +14,7 @@ from facezoo.models.gan import resize_to
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import ConfigError, DataError
 from facezoo.utils.instantiate import instantiate
-from helpers import TINY, fit_repeated
+from helpers import TINY, first_batch, fit_repeated
 
 DATA = ["datamodule=synthetic_restore"]
 ADAM = ["model.optimizers.encoder._target_=torch.optim.Adam", "~model.optimizers.encoder.degenerated_to_sgd"]
@@ -163,8 +163,8 @@ def test_edit_and_toonify_refuse_to_start_without_their_files_when_required(tmp_
         _build(tmp_path, data_dir, "edit", "model.editing.required=true")
     with pytest.raises(ConfigError, match="model.toonify.checkpoint"):
         _build(tmp_path, data_dir, "toonify", "model.toonify.required=true")
-    with pytest.raises(ConfigError, match="paired training loader"):
-        _build(tmp_path, data_dir, "toonify", "model.toonify.pairs=folders")
+    with pytest.raises(ConfigError, match="model.toonify.pairs=toon: expected filter .* or folders"):
+        _build(tmp_path, data_dir, "toonify", "model.toonify.pairs=toon")
 
 
 def test_edit_reads_its_direction_files(tmp_path, data_dir):
@@ -279,3 +279,44 @@ def test_cpu_video_recipes_run_from_a_stylegan2_synthetic_prior(tmp_path, data_d
     g_prime = load_model(toon).generator_ema.module.state_dict()
     decoder = load_model(toonified).decoder.state_dict()
     assert all(torch.equal(decoder[k], v) for k, v in g_prime.items())  # G' is the decoder
+
+
+def test_toonify_trains_on_folder_pairs_and_evaluates_against_the_cartoon_filter(tmp_path, data_dir):
+    from facezoo.utils.image_io import write_image
+
+    for split in ("train", "val", "test"):  # renderings (data_dir) and the faces (label_dir), named alike
+        for i, (face, toon) in enumerate(zip(_faces(2), cartoon(_faces(2)), strict=True)):
+            write_image(tmp_path / "toons" / split / f"{i}.png", toon)
+            write_image(tmp_path / "faces" / split / f"{i}.png", face)
+    folder_data = ["datamodule=translation_folder", f"datamodule.data_dir={tmp_path / 'toons'}",
+                   f"datamodule.label_dir={tmp_path / 'faces'}", "datamodule.labels=image",
+                   "datamodule.image_size=64", "datamodule.batch_size=2", "datamodule.num_workers=0"]
+    overrides = [*TINY[:-1], *folder_data, "model=styleganex_toonify", "model.toonify.pairs=folders"]
+    cfg = compose_config(overrides=overrides, output_dir=tmp_path, data_dir=data_dir)
+    model, data = instantiate(cfg.model, "model"), instantiate(cfg.datamodule, "datamodule")
+    batch = first_batch(data)
+    x, y, v = model.training_pair(batch)
+    assert torch.equal(x, resize_to(batch["lq"], (64, 64))) and torch.equal(y, batch["hq"]) and v is None
+    lq, target, _ = model.evaluation_pair(batch)  # the renderings themselves
+    assert torch.equal(target, batch["hq"])
+    filtered = _build(tmp_path, data_dir, "toonify")  # pairs: filter -> the cartoon of the face
+    assert torch.equal(filtered.evaluation_pair(batch)[1], cartoon(batch["hq"]))
+    with pytest.raises(ConfigError, match="datamodule.labels=image"):  # folders need the paired data
+        fit_repeated(model, {"hq": _faces(2)}, 1)
+
+
+@pytest.mark.parametrize("task", ["edit", "toonify"])
+def test_paper_video_recipes_pin_the_official_numbers_and_refuse_without_their_files(tmp_path, monkeypatch,
+                                                                                     task):
+    monkeypatch.setenv("FACEZOO_PRETRAINED", str(tmp_path))  # empty
+    cfg = compose_config(overrides=[f"experiment=styleganex_ffhq_{task}"], output_dir=tmp_path)
+    m, data = cfg.model, cfg.datamodule
+    assert (m.size, m.task, m.encoder.skip_max_layer, data.batch_size) == (1024, task, 7, 2)
+    assert (m.loss_weights.adv, m.loss_weights.tmp, m.affine_augment, m.crop_face) == (0.1, 30.0, True, True)
+    assert cfg.iterations == {"edit": 100_000, "toonify": 55_000}[task]
+    if task == "edit":
+        assert m.encoder.use_att == 1 and m.editing.required
+    else:
+        assert m.toonify.pairs == "folders" and m.toonify.required and data.labels == "image"
+    with pytest.raises(ConfigError, match="model.editing.direction|model.toonify.checkpoint"):
+        instantiate(m, "model")

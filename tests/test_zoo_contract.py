@@ -126,7 +126,14 @@ def test_each_optimizer_moves_only_its_own_networks(model, tmp_path, data_dir):
         assert any(id(params[n]) in ids for s in steps for n in s)
 
 
-@pytest.mark.parametrize("model", MODELS)
+# `make test` keeps under 10 minutes: two StyleGANEX tasks resume only in `make test-full`, as the code paths
+# they would add are resumed by others (sketch2face is mask2face's with another label kind; toonify is
+# inversion's with cartoon targets, its L_tmp edit's); their restore and optimizer contracts stay fast
+RESUMED = [pytest.param(m, marks=pytest.mark.slow) if m in ("styleganex_sketch2face", "styleganex_toonify")
+           else m for m in MODELS]
+
+
+@pytest.mark.parametrize("model", RESUMED)
 def test_checkpoints_resume_evaluate_and_load_exactly(model, tmp_path, data_dir):
     schedule = ["trainer.max_epochs=2", "trainer.limit_train_batches=2"]
     mid = tmp_path / "mid.ckpt"  # saved after batch 1 of epoch 0: a mid-epoch interruption

@@ -317,3 +317,25 @@ class SeenDegradation(torch.nn.Module):
 
     def forward(self, hq: torch.Tensor, seed: int) -> dict:
         return {"lq": hq.clone(), "hq": hq}
+
+
+def tiny_checkpoint(folder: Path, data_dir, *overrides: str, name: str = "tiny.ckpt", edit=None) -> Path:
+    """A tiny model of `overrides` (after TINY and the synthetic restoration data) with random weights from
+    seed 0 (tests only), saved as a facezoo checkpoint `folder/name`; `edit(model)` may change it first."""
+    from omegaconf import open_dict
+
+    from facezoo.checkpoints import config_entries
+    from facezoo.utils.compose import compose_config
+    from facezoo.utils.instantiate import instantiate
+
+    cfg = compose_config(overrides=[*TINY, "datamodule=synthetic_restore", *overrides], output_dir=folder,
+                         data_dir=data_dir)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    torch.manual_seed(0)
+    model = instantiate(cfg.model, "model")
+    if edit is not None:
+        edit(model)
+    path = Path(folder) / name
+    torch.save({"state_dict": model.state_dict(), **config_entries(cfg)}, path)
+    return path

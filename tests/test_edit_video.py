@@ -7,11 +7,10 @@ import av
 import numpy as np
 import pytest
 import torch
-from omegaconf import open_dict
 from PIL import Image
 from skimage import data
 
-from facezoo.checkpoints import config_entries, load_model
+from facezoo.checkpoints import load_model
 from facezoo.datamodules.synthetic.clip import render_clip, write_clip
 from facezoo.edit_video import edit_video
 from facezoo.faces.video import read_frames, video_info
@@ -19,27 +18,14 @@ from facezoo.metrics.temporal import frame_change
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import ConfigError, DataError
 from facezoo.utils.image_io import to_float, to_uint8
-from facezoo.utils.instantiate import instantiate
-from helpers import TINY, run_modules
+from helpers import run_modules, tiny_checkpoint
 
 FPS, RATE, SIDE = 12, 22050, 64
 
 
-def _checkpoint(folder, data_dir, *overrides):
-    """A tiny model of `overrides` with random weights (tests only), as a facezoo checkpoint."""
-    cfg = compose_config(overrides=[*TINY, "datamodule=synthetic_restore", *overrides], output_dir=folder,
-                         data_dir=data_dir)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    torch.manual_seed(0)
-    model = instantiate(cfg.model, "model")
-    torch.save({"state_dict": model.state_dict(), **config_entries(cfg)}, folder / "tiny.ckpt")
-    return folder / "tiny.ckpt"
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory, data_dir):
-    return _checkpoint(tmp_path_factory.mktemp("styleganex"), data_dir, "model=styleganex_inversion")
+    return tiny_checkpoint(tmp_path_factory.mktemp("styleganex"), data_dir, "model=styleganex_inversion")
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +189,7 @@ def test_bad_input_is_one_line(tmp_path, ckpt, files, clip):
 
 def test_the_command_line(tmp_path, ckpt, files, data_dir, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    baseline = _checkpoint(tmp_path, data_dir)  # the tiny config's default model, not a StyleGANEX
+    baseline = tiny_checkpoint(tmp_path, data_dir)  # the tiny config's default model, not a StyleGANEX
     photo = [f"input={files / 'wall.png'}", f"direction={files / 'direction.pt'}", "box=whole",
              f"hydra.run.dir={tmp_path / 'run'}"]
     results = run_modules({

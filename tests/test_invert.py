@@ -7,35 +7,20 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import open_dict
 from PIL import Image
 from skimage import data
 
-from facezoo.checkpoints import config_entries, load_model
+from facezoo.checkpoints import load_model
 from facezoo.invert import invert, padded
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import ConfigError, WeightsNotFoundError
 from facezoo.utils.image_io import read_rgb_uint8, to_float, to_uint8, uint8_to_tensor
-from facezoo.utils.instantiate import instantiate
-from helpers import TINY, run_modules
-
-
-def _checkpoint(folder, data_dir, *overrides):
-    """A tiny model of `overrides` with random weights (tests only), as a facezoo checkpoint."""
-    cfg = compose_config(overrides=[*TINY, "datamodule=synthetic_restore", *overrides], output_dir=folder,
-                         data_dir=data_dir)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    torch.manual_seed(0)
-    model = instantiate(cfg.model, "model")
-    path = folder / "tiny.ckpt"
-    torch.save({"state_dict": model.state_dict(), **config_entries(cfg)}, path)
-    return path
+from helpers import run_modules, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory, data_dir):
-    return _checkpoint(tmp_path_factory.mktemp("styleganex"), data_dir, "model=styleganex_inversion")
+    return tiny_checkpoint(tmp_path_factory.mktemp("styleganex"), data_dir, "model=styleganex_inversion")
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +87,7 @@ def test_lpips_is_the_loss_when_its_backbone_is_found(tmp_path, ckpt, face):
 
 def test_the_command_line(tmp_path, ckpt, face, data_dir, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as the in-process tests (conftest): 2 busy cores
-    baseline = _checkpoint(tmp_path, data_dir)  # the tiny config's default model, not a StyleGANEX
+    baseline = tiny_checkpoint(tmp_path, data_dir)  # the tiny config's default model, not a StyleGANEX
     args = [f"hydra.run.dir={tmp_path / 'run'}", "steps=2"]
     results = run_modules({  # the three commands in one Python process
         "ok": ("facezoo.invert", [f"image={face}", f"ckpt={ckpt}", *args], tmp_path),

@@ -18,22 +18,14 @@ from facezoo.restore import restore
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import ConfigError
 from facezoo.utils.instantiate import instantiate
-from helpers import TINY, run_modules
+from helpers import TINY, run_modules, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory, data_dir):
     """A tiny baseline (64 px, FFHQ alignment) with random weights, as a facezoo checkpoint."""
     folder = tmp_path_factory.mktemp("weights")
-    cfg = compose_config(
-        overrides=[*TINY, "datamodule=synthetic_restore"], output_dir=folder, data_dir=data_dir
-    )
-    with open_dict(cfg):
-        del cfg["hydra"]
-    torch.manual_seed(0)
-    model = instantiate(cfg.model, "model")
-    torch.save({"state_dict": model.state_dict(), **config_entries(cfg)}, folder / "tiny.ckpt")
-    return folder / "tiny.ckpt"
+    return tiny_checkpoint(folder, data_dir)
 
 
 @pytest.fixture()

@@ -18,23 +18,15 @@ from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import ConfigError, DataError
 from facezoo.utils.image_io import read_rgb_uint8
 from facezoo.utils.instantiate import instantiate
-from helpers import TINY
+from helpers import TINY, tiny_checkpoint
 
 
 def _checkpoint(folder, data_dir, task):
-    """A tiny model=styleganex_<task> with random weights (tests only), as a facezoo checkpoint."""
+    """A tiny model=styleganex_<task> with random weights and a random latent_avg (tests only)."""
     labels = "sketch" if task == "sketch2face" else "parsing"
-    overrides = [*TINY, "datamodule=synthetic_translation", f"datamodule.labels={labels}",
-                 f"model=styleganex_{task}"]
-    cfg = compose_config(overrides=overrides, output_dir=folder, data_dir=data_dir)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    torch.manual_seed(0)
-    model = instantiate(cfg.model, "model")
-    model.latent_avg.normal_()
-    path = folder / f"{task}.ckpt"
-    torch.save({"state_dict": model.state_dict(), **config_entries(cfg)}, path)
-    return path
+    return tiny_checkpoint(folder, data_dir, "datamodule=synthetic_translation",
+                           f"datamodule.labels={labels}", f"model=styleganex_{task}", name=f"{task}.ckpt",
+                           edit=lambda model: model.latent_avg.normal_())
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ A release file (`styleganex_inversion.pt`, `styleganex_sr.pt`, `styleganex_sr32.
 `torch.load(weights_only=True)`; a file whose `opts` was re-saved as an argparse.Namespace is refused with
 what to do (`pickled_opts_error`).
 
-`read_styleganex_release` (and `import_styleganex_release`, the `facezoo-import` entry) turns it into a
-facezoo `model=styleganex_<task>` network set:
+`import_styleganex_release` (the `facezoo-import` entry) turns it into a facezoo `model=styleganex_<task>`
+network set:
 - the task from `opts['dataset_type']`, as the official inference scripts decide it: `ffhq_encode` →
   inversion, `ffhq_super_resolution` → sr, `ffhq_sketch_to_face` → sketch2face, `ffhq_seg_to_face` →
   mask2face, `ffhq_edit` → edit, `toonify` → toonify (its decoder in the file is already G′);
@@ -200,11 +200,6 @@ def _overrides(task: str, opts: Mapping, decoder: dict, encoder: dict) -> list[s
 
 
 def import_styleganex_release(source, discriminator=None) -> Imported:
-    """`read_styleganex_release`: every task facezoo runs (inversion, sr, sketch2face, mask2face)."""
-    return read_styleganex_release(source, discriminator)
-
-
-def read_styleganex_release(source, discriminator=None) -> Imported:
     """An official StyleGANEX release (a path or its loaded dict) and optionally a discriminator file (else
     the release's own, when it holds one) → a facezoo `model=styleganex_<task>` network set (see the module
     docstring)."""

@@ -22,7 +22,6 @@ from facezoo.weights.styleganex import (
     fusion_levels,
     import_styleganex_release,
     load_styleganex_prior,
-    read_styleganex_release,
 )
 
 TINY = dict(size=64, style_dim=32, n_mlp=2, channel_multiplier=2, narrow=0.25)  # 16-channel IR-SE50 stem
@@ -140,9 +139,9 @@ def test_a_translation_network_and_task_that_disagree_are_refused():
     file = official_release(official_opts("mask2face"))
     file["state_dict"] = {k: v for k, v in file["state_dict"].items() if "input_label_layer" not in k}
     with pytest.raises(FacezooError, match=r"lacks the translation network T .* but opts input_nc=19"):
-        read_styleganex_release(file)
+        import_styleganex_release(file)
     with pytest.raises(FacezooError, match="dataset_type=ffhq_seg_to_face with input_nc=3; the translation"):
-        read_styleganex_release({**file, "opts": {**file["opts"], "input_nc": 3}})
+        import_styleganex_release({**file, "opts": {**file["opts"], "input_nc": 3}})
     with pytest.raises(FacezooError, match="dataset_type=ffhq_cars; expected one of ffhq_encode"):
         import_release(official_release(official_opts("inversion", dataset_type="ffhq_cars")))
 

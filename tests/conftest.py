@@ -55,3 +55,14 @@ def arcface():
 
     torch.manual_seed(0)
     return ResNetArcFace().eval()  # random weights: tests only
+
+
+@pytest.fixture(scope="session")
+def odd_face(tmp_path_factory) -> Path:
+    """The astronaut's face as a 52x60 PNG, sides not multiples of 8 (facezoo-invert, facezoo-translate)."""
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("image") / "astronaut.png"
+    Image.fromarray(data.astronaut()[20:220, 130:300]).resize((52, 60), Image.BICUBIC).save(path)
+    return path

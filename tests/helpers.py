@@ -339,3 +339,16 @@ def tiny_checkpoint(folder: Path, data_dir, *overrides: str, name: str = "tiny.c
     path = Path(folder) / name
     torch.save({"state_dict": model.state_dict(), **config_entries(cfg)}, path)
     return path
+
+
+def random_irse50(encoder_state: dict) -> dict:
+    """An IR-SE50 file's tensors at a StyleGANEX encoder's widths, random (tests only): its input layer and
+    body, without BatchNorm step counters (as files saved before PyTorch 0.4.1)."""
+    return {k: torch.randn_like(v.float()) for k, v in encoder_state.items()
+            if k.startswith(("input_layer.", "body.")) and not k.endswith("num_batches_tracked")}
+
+
+def save_encoder_checkpoint(encoder, path: Path) -> Path:
+    """A StyleGANEX checkpoint holding only `encoder` (`encoder.*` keys), e.g. an inversion run's."""
+    torch.save({"state_dict": {f"encoder.{k}": v for k, v in encoder.state_dict().items()}}, path)
+    return path

@@ -7,8 +7,6 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from skimage import data
 
 from facezoo.checkpoints import load_model
 from facezoo.invert import invert, padded
@@ -23,20 +21,13 @@ def ckpt(tmp_path_factory, data_dir):
     return tiny_checkpoint(tmp_path_factory.mktemp("styleganex"), data_dir, "model=styleganex_inversion")
 
 
-@pytest.fixture(scope="module")
-def face(tmp_path_factory):
-    path = tmp_path_factory.mktemp("image") / "astronaut.png"
-    Image.fromarray(data.astronaut()[20:220, 130:300]).resize((52, 60), Image.BICUBIC).save(path)
-    return path
-
-
 def _invert(tmp_path, *overrides):
     return invert(compose_config("invert", list(overrides), output_dir=tmp_path / "run"))
 
 
-def test_optimisation_lowers_the_error_and_latent_pt_redraws_the_image(tmp_path, ckpt, face, caplog):
+def test_optimisation_lowers_the_error_and_latent_pt_redraws_the_image(tmp_path, ckpt, odd_face, caplog):
     out = tmp_path / "out"
-    report = _invert(tmp_path, f"image={face}", f"ckpt={ckpt}", f"output={out}", "steps=40")
+    report = _invert(tmp_path, f"image={odd_face}", f"ckpt={ckpt}", f"output={out}", "steps=40")
     assert "optimising L2 + (1 - SSIM) instead" in caplog.text  # no LPIPS backbone here
     stored = json.loads((out / "metrics.json").read_text())
     assert stored == report and report["loss"] == "L2 + (1 - SSIM)"
@@ -45,7 +36,7 @@ def test_optimisation_lowers_the_error_and_latent_pt_redraws_the_image(tmp_path,
     assert optimised["l2"] < 0.8 * encoder["l2"] and optimised["psnr"] > encoder["psnr"] + 1
     assert optimised["ssim"] > encoder["ssim"]
 
-    image = to_float(uint8_to_tensor(read_rgb_uint8(face)))[None]
+    image = to_float(uint8_to_tensor(read_rgb_uint8(odd_face)))[None]
     written = {n: uint8_to_tensor(read_rgb_uint8(out / f"{n}.png")) for n in ("encoder", "optimised")}
     assert all(w.shape == (3, 60, 52) for w in written.values())  # the input's size
     assert report["optimised"]["l2"] == pytest.approx(F.mse_loss(to_float(written["optimised"])[None], image))
@@ -68,30 +59,31 @@ def test_optimisation_lowers_the_error_and_latent_pt_redraws_the_image(tmp_path,
     assert not torch.equal(written["optimised"], written["encoder"])
 
     with pytest.raises(ConfigError, match=r"output=.*out: holds encoder.png, optimised.png, latent.pt, met"):
-        _invert(tmp_path, f"image={face}", f"ckpt={ckpt}", f"output={out}", "steps=0")
-    again = _invert(tmp_path, f"image={face}", f"ckpt={ckpt}", f"output={out}", "steps=0", "overwrite=true")
+        _invert(tmp_path, f"image={odd_face}", f"ckpt={ckpt}", f"output={out}", "steps=0")
+    again = _invert(tmp_path, f"image={odd_face}", f"ckpt={ckpt}", f"output={out}", "steps=0",
+                    "overwrite=true")
     assert again["optimised"] == again["encoder"] == encoder  # 0 steps: the encoder's; deterministic
 
 
-def test_lpips_is_the_loss_when_its_backbone_is_found(tmp_path, ckpt, face):
+def test_lpips_is_the_loss_when_its_backbone_is_found(tmp_path, ckpt, odd_face):
     import torchvision
 
     alexnet = torchvision.models.alexnet(weights=None).features.state_dict()  # random weights (tests only)
     torch.save({f"features.{k}": v for k, v in alexnet.items()}, tmp_path / "alexnet-owt-7be5be79.pth")
-    args = [f"image={face}", f"ckpt={ckpt}", "steps=3", "lpips.net=alex"]
+    args = [f"image={odd_face}", f"ckpt={ckpt}", "steps=3", "lpips.net=alex"]
     report = _invert(tmp_path, *args, f"lpips.weights={tmp_path}", f"output={tmp_path / 'out'}")
     assert report["loss"] == "LPIPS-alex" and {"lpips", "psnr"} <= set(report["optimised"])
     with pytest.raises(WeightsNotFoundError, match="lpips.weights"):
         _invert(tmp_path, *args, "lpips.required=true", f"output={tmp_path / 'other'}")
 
 
-def test_the_command_line(tmp_path, ckpt, face, data_dir, monkeypatch):
+def test_the_command_line(tmp_path, ckpt, odd_face, data_dir, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as the in-process tests (conftest): 2 busy cores
     baseline = tiny_checkpoint(tmp_path, data_dir)  # the tiny config's default model, not a StyleGANEX
     args = [f"hydra.run.dir={tmp_path / 'run'}", "steps=2"]
     results = run_modules({  # the three commands in one Python process
-        "ok": ("facezoo.invert", [f"image={face}", f"ckpt={ckpt}", *args], tmp_path),
-        "other": ("facezoo.invert", [f"image={face}", f"ckpt={baseline}", "output=o", *args], tmp_path),
+        "ok": ("facezoo.invert", [f"image={odd_face}", f"ckpt={ckpt}", *args], tmp_path),
+        "other": ("facezoo.invert", [f"image={odd_face}", f"ckpt={baseline}", "output=o", *args], tmp_path),
         "missing": ("facezoo.invert", [f"image={tmp_path / 'none.png'}", f"ckpt={ckpt}", "output=m", *args],
                     tmp_path),
     })

@@ -10,7 +10,6 @@ import pytest
 import torch
 from omegaconf import open_dict
 from PIL import Image
-from skimage import data
 
 from facezoo.checkpoints import config_entries
 from facezoo.translate import translate
@@ -35,20 +34,13 @@ def ckpts(tmp_path_factory, data_dir):
     return {task: _checkpoint(folder, data_dir, task) for task in ("sketch2face", "mask2face")}
 
 
-@pytest.fixture(scope="module")
-def astronaut(tmp_path_factory):
-    path = tmp_path_factory.mktemp("image") / "astronaut.png"
-    Image.fromarray(data.astronaut()[20:220, 130:300]).resize((52, 60), Image.BICUBIC).save(path)
-    return path
-
-
 def _translate(tmp_path, *overrides):
     return translate(compose_config("translate", list(overrides), output_dir=tmp_path / "run"))
 
 
-def test_sketch_to_face_of_a_photo_with_random_styles(tmp_path, ckpts, astronaut):
+def test_sketch_to_face_of_a_photo_with_random_styles(tmp_path, ckpts, odd_face):
     out = tmp_path / "out"
-    written = _translate(tmp_path, f"input={astronaut}", f"ckpt={ckpts['sketch2face']}", "from_photo=true",
+    written = _translate(tmp_path, f"input={odd_face}", f"ckpt={ckpts['sketch2face']}", "from_photo=true",
                          "styles=3", f"output={out}")
     assert [p.name for p in written] == [f"astronaut_{i}.png" for i in range(3)] + ["astronaut_input.png"]
     images = [read_rgb_uint8(p) for p in written]
@@ -57,11 +49,11 @@ def test_sketch_to_face_of_a_photo_with_random_styles(tmp_path, ckpts, astronaut
     assert np.abs(faces[0] - faces[1]).mean() > 0.5 and np.abs(faces[1] - faces[2]).mean() > 0.5
     sketch = images[3]
     assert (sketch[..., 0] == sketch[..., 1]).all() and sketch.mean() > 127  # gray, dark lines on white
-    again = _translate(tmp_path, f"input={astronaut}", f"ckpt={ckpts['sketch2face']}", "from_photo=true",
+    again = _translate(tmp_path, f"input={odd_face}", f"ckpt={ckpts['sketch2face']}", "from_photo=true",
                        "styles=3", f"output={out}", "overwrite=true")
     assert all((read_rgb_uint8(p) == image).all() for p, image in zip(again, images, strict=True))  # seeded
     with pytest.raises(ConfigError, match=r"holds astronaut_0.png already; give another folder, or"):
-        _translate(tmp_path, f"input={astronaut}", f"ckpt={ckpts['sketch2face']}", f"output={out}")
+        _translate(tmp_path, f"input={odd_face}", f"ckpt={ckpts['sketch2face']}", f"output={out}")
     mean = _translate(tmp_path, f"input={sketch_file(tmp_path, sketch)}", f"ckpt={ckpts['sketch2face']}",
                       "styles=0", f"output={tmp_path / 'mean'}")
     assert [p.name for p in mean] == ["sketch.png"]
@@ -73,7 +65,7 @@ def sketch_file(tmp_path, sketch):
     return path
 
 
-def test_mask_to_face_of_a_label_png_and_the_refusals(tmp_path, ckpts, astronaut):
+def test_mask_to_face_of_a_label_png_and_the_refusals(tmp_path, ckpts, odd_face):
     labels = np.zeros((64, 48), np.uint8)
     labels[8:56, 8:40], labels[20:26, 12:20], labels[20:26, 28:36] = 1, 5, 4  # skin, eyes
     Image.fromarray(labels).save(tmp_path / "mask.png")
@@ -82,14 +74,14 @@ def test_mask_to_face_of_a_label_png_and_the_refusals(tmp_path, ckpts, astronaut
     assert [p.name for p in written] == ["mask_0.png", "mask_1.png"]
     assert read_rgb_uint8(written[0]).shape == (64, 48, 3)
     with pytest.raises(ConfigError, match="from_photo=true makes sketches of photos, for a sketch2face"):
-        _translate(tmp_path, f"input={astronaut}", f"ckpt={ckpts['mask2face']}", "from_photo=true")
+        _translate(tmp_path, f"input={odd_face}", f"ckpt={ckpts['mask2face']}", "from_photo=true")
     with pytest.raises(DataError, match=r"astronaut.png: a RGB image; expected a parsing map"):
-        _translate(tmp_path, f"input={astronaut}", f"ckpt={ckpts['mask2face']}", f"output={tmp_path / 'x'}")
+        _translate(tmp_path, f"input={odd_face}", f"ckpt={ckpts['mask2face']}", f"output={tmp_path / 'x'}")
     with pytest.raises(ConfigError, match="styles=-1: expected a number of random styles >= 0"):
-        _translate(tmp_path, f"input={astronaut}", f"ckpt={ckpts['mask2face']}", "styles=-1")
+        _translate(tmp_path, f"input={odd_face}", f"ckpt={ckpts['mask2face']}", "styles=-1")
 
 
-def test_other_checkpoints_are_refused_by_name(tmp_path, data_dir, astronaut):
+def test_other_checkpoints_are_refused_by_name(tmp_path, data_dir, odd_face):
     folder = tmp_path / "inv"
     folder.mkdir()
     overrides = [*TINY, "datamodule=synthetic_restore", "model=styleganex_inversion"]
@@ -99,7 +91,7 @@ def test_other_checkpoints_are_refused_by_name(tmp_path, data_dir, astronaut):
     torch.save({"state_dict": instantiate(cfg.model, "model").state_dict(), **config_entries(cfg)},
                folder / "inv.ckpt")
     with pytest.raises(ConfigError, match=r"a inversion model; expected a StyleGANEX sketch2face or mask"):
-        _translate(tmp_path, f"input={astronaut}", f"ckpt={folder / 'inv.ckpt'}")
+        _translate(tmp_path, f"input={odd_face}", f"ckpt={folder / 'inv.ckpt'}")
 
 
 def test_parsing_agreement_on_the_test_split(tmp_path, ckpts):

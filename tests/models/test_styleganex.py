@@ -15,7 +15,7 @@ from facezoo.models.components.stylegan2 import Generator
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import ConfigError, FacezooError, WeightsNotFoundError
 from facezoo.utils.instantiate import instantiate
-from helpers import TINY, first_batch, fit_repeated
+from helpers import TINY, first_batch, fit_repeated, random_irse50, save_encoder_checkpoint
 
 DATA = ["datamodule=synthetic_restore"]
 
@@ -154,19 +154,14 @@ def test_encoder_starts_from_ir_se50_or_a_styleganex_checkpoint(tmp_path, data_d
     irse_file = tmp_path / "model_ir_se50.pth"
     model = _build(tmp_path, data_dir, "sr", f"model.encoder_init.checkpoint={irse_file}")
     own = model.encoder.state_dict()
-    # an IR-SE50 file at the tiny encoder's widths, random (tests only): input layer, body, output layer; no
-    # BatchNorm step counters (files saved before PyTorch 0.4.1)
-    irse = {k: torch.randn_like(v.float()) for k, v in own.items()
-            if k.startswith(("input_layer.", "body.")) and not k.endswith("num_batches_tracked")}
+    irse = random_irse50(own)  # with an output layer, which E does not take
     torch.save({**irse, "output_layer.0.weight": torch.ones(3)}, irse_file)
     fusion = {k: v.clone() for k, v in own.items() if k.startswith("fusion.")}
     model.load_encoder_init()
     state = model.encoder.state_dict()
     assert all(torch.equal(state[k], v) for k, v in irse.items())
     inversion = _build(tmp_path, data_dir, "inversion")  # an inversion run's encoder starts sr: fusion fresh
-    torch.save({"state_dict": {f"encoder.{k}": v for k, v in inversion.encoder.state_dict().items()}},
-               tmp_path / "inversion.ckpt")
-    model.encoder_init["checkpoint"] = str(tmp_path / "inversion.ckpt")
+    model.encoder_init["checkpoint"] = str(save_encoder_checkpoint(inversion.encoder, tmp_path / "inv.ckpt"))
     model.load_encoder_init()
     state = model.encoder.state_dict()
     assert all(torch.equal(state[k], v) for k, v in inversion.encoder.state_dict().items())

@@ -13,7 +13,7 @@ from facezoo.models.styleganex import per_sample_statistics
 from facezoo.utils.compose import compose_config
 from facezoo.utils.errors import ConfigError, WeightsNotFoundError
 from facezoo.utils.instantiate import instantiate
-from helpers import TINY, first_batch, fit_repeated
+from helpers import TINY, first_batch, fit_repeated, random_irse50, save_encoder_checkpoint
 
 ADAM = ["model.optimizers.encoder._target_=torch.optim.Adam", "~model.optimizers.encoder.degenerated_to_sgd",
         "model.optimizers.encoder.lr=1e-3"]
@@ -126,8 +126,7 @@ def test_encoder_starts_with_a_fresh_translation_network(tmp_path, data_dir):
     irse_file = tmp_path / "model_ir_se50.pth"
     model = _build(tmp_path, data_dir, "mask2face", f"model.encoder_init.checkpoint={irse_file}")
     own = model.encoder.state_dict()
-    irse = {k: torch.randn_like(v.float()) for k, v in own.items()
-            if k.startswith(("input_layer.", "body.")) and not k.endswith("num_batches_tracked")}
+    irse = random_irse50(own)
     torch.save(irse, irse_file)
     start = {k: v.clone() for k, v in own.items()}
     model.load_encoder_init()
@@ -138,9 +137,7 @@ def test_encoder_starts_with_a_fresh_translation_network(tmp_path, data_dir):
     # a StyleGANEX checkpoint without T (an inversion encoder): everything it has; T and fusion start fresh
     inversion = _build(tmp_path, data_dir, "mask2face", "model.task=inversion", "~model.encoder.label_nc",
                        "model.encoder.skip_max_layer=0")
-    torch.save({"state_dict": {f"encoder.{k}": v for k, v in inversion.encoder.state_dict().items()}},
-               tmp_path / "inversion.ckpt")
-    model.encoder_init["checkpoint"] = str(tmp_path / "inversion.ckpt")
+    model.encoder_init["checkpoint"] = str(save_encoder_checkpoint(inversion.encoder, tmp_path / "inv.ckpt"))
     model.load_encoder_init()
     state = model.encoder.state_dict()
     assert all(torch.equal(state[k], v) for k, v in inversion.encoder.state_dict().items())

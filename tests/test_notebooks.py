@@ -3,6 +3,7 @@ of their `parameters` cell: tiny random models, a fake sweep, no training (all t
 an idle 2-core machine). `workdir` is set to a temporary folder the way papermill does it: a cell tagged
 `injected-parameters` after the `parameters` cell. They are committed without outputs."""
 
+import asyncio
 import csv
 import re
 
@@ -43,15 +44,23 @@ def test_the_notebooks_are_committed_stripped():
                 assert not private, f"{name}: {private.group()}"
 
 
-def _run(name: str, workdir) -> nbformat.NotebookNode:
-    notebook = _read(name)
-    injected = nbformat.v4.new_code_cell(f"workdir = {str(workdir)!r}")
-    injected.metadata["tags"] = ["injected-parameters"]
-    notebook.cells.insert(_parameters_index(notebook) + 1, injected)
-    client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(workdir)}})
-    client.execute()  # a cell's error raises CellExecutionError with its traceback
-    return notebook
+def _run_all(work: dict) -> list[nbformat.NotebookNode]:
+    """Execute the notebooks `work` names (name -> its working folder) at once, each in its own kernel (one
+    torch thread each, so two cores run them side by side); a cell's error raises CellExecutionError with
+    its traceback."""
+    clients = []
+    for name, workdir in work.items():
+        notebook = _read(name)
+        injected = nbformat.v4.new_code_cell(f"workdir = {str(workdir)!r}")
+        injected.metadata["tags"] = ["injected-parameters"]
+        notebook.cells.insert(_parameters_index(notebook) + 1, injected)
+        clients.append(NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
+                                      resources={"metadata": {"path": str(workdir)}}))
+
+    async def execute():
+        return await asyncio.gather(*(client.async_execute() for client in clients))
+
+    return list(asyncio.run(execute()))
 
 
 def _images(notebook) -> int:
@@ -68,14 +77,13 @@ def test_the_notebooks_run(tmp_path, monkeypatch):
     for folder in work.values():
         folder.mkdir()
 
-    restore = _run(NOTEBOOKS[0], work[NOTEBOOKS[0]])
+    restore, sweep, compare = _run_all(work)
     before = skimage.data.astronaut()
     after = np.asarray(Image.open(work[NOTEBOOKS[0]] / "restored.png"))
     changed = np.abs(after.astype(int) - before).max(axis=2) > 0
     assert after.shape == before.shape and changed[76:166, 175:265].mean() > 0.5 and not changed[300:].any()
     assert _images(restore) == 2  # the pipeline figure, before / after
 
-    sweep = _run(NOTEBOOKS[1], work[NOTEBOOKS[1]])
     with open(work[NOTEBOOKS[1]] / "report" / "results.csv") as f:
         table = list(csv.DictReader(f))
     assert [(r["split.gamma"], r["runs"], r["failed"], r["test/psnr_n"]) for r in table] == [
@@ -83,7 +91,6 @@ def test_the_notebooks_run(tmp_path, monkeypatch):
     assert _images(sweep) == 3  # results.png, the gain plot, the split's roles
     assert "| 0.1 | 10 | 45 | 45 |" in str(sweep.cells[-2].outputs)  # the split manifest's sizes
 
-    compare = _run(NOTEBOOKS[2], work[NOTEBOOKS[2]])
     out = work[NOTEBOOKS[2]] / "compare"
     assert "| tiny_baseline | ok |" in (out / "results.md").read_text()
     assert "| tiny_gpen | ok |" in (out / "results.md").read_text()

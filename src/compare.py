@@ -5,16 +5,21 @@
   through `restore()` only. One that cannot be loaded, whose input contract does not fit the set's size
   (`check_image_size`), or that fails while restoring is named in one line and marked failed in the tables;
   the others still run (and the command ends with exit code 1).
-- Test set: a paired LQ/HQ folder (matched by file stem; unmatched or unreadable files are named in one line
-  each and skipped), or an HQ folder and a degradation protocol (conf/datamodule/degradation/<name>.yaml),
-  FROZEN to disk once (`freeze_protocol`): each image degraded with a seed of its own, LQ and HQ written as
-  PNG with a manifest of the exact parameters and the files' sha256, and re-used (checksums verified) by
-  every later run. Regenerating it gives the same bytes.
-- Metrics per image and averaged: PSNR / SSIM (`metrics.image_quality`, as eval), LPIPS, identity distance
-  (dlib's descriptor, `metrics.face_descriptor`; ArcFace when its file is found), LMD
-  (`metrics.landmark_distance`), FID against the HQ set (only with torch-fidelity and its Inception file), and
-  the cost (seconds per face and peak memory of `restore()` in this run). A metric whose network file is not
-  found is "unavailable", never computed with random weights. An `lq` row scores the inputs themselves.
+- Test set (restoration): a paired LQ/HQ folder (matched by file stem; unmatched or unreadable files are named
+  in one line each and skipped), or an HQ folder and a degradation protocol
+  (conf/datamodule/degradation/<name>.yaml), FROZEN to disk once (`freeze_protocol`): each image degraded with
+  a seed of its own, LQ and HQ written as PNG with a manifest of the exact parameters and the files' sha256,
+  and re-used (checksums verified) by every later run. Regenerating it gives the same bytes.
+- Test set (retouching, `test_set.retouch_dir`): one split of an FFHQR-layout folder, {source, target[,
+  mask]}: the source is the input, the target the reference, the mask the true imperfections.
+- Metrics per image and averaged: PSNR / SSIM (`metrics.image_quality`, as eval), LPIPS; for restoration the
+  identity distance (dlib's descriptor, `metrics.face_descriptor`; ArcFace when its file is found), LMD
+  (`metrics.landmark_distance`) and FID against the HQ set (only with torch-fidelity and its Inception file);
+  for retouching the Soft-IoU of a method's predicted mask against the true mask. And the cost (seconds per
+  face and peak memory of `restore()` in this run). A metric whose network file is not found is
+  "unavailable", never computed with random weights. Reference rows: `lq` scores the degraded inputs
+  themselves; for retouching `input` (the source as the answer) and `constant_mask` (the best constant mask's
+  Soft-IoU), the references facezoo-eval reports as psnr_input and soft_iou_const.
 - Outputs in the run folder: results.{csv,md,json}, per_image.csv, protocol.md (every choice of the protocol
   and the checksums of every network file), grid.png (rows: faces; columns: LQ | methods | HQ), plots/, and
   outputs/<method>/ (the restored images); with `logger=wandb` the table and the grid go to one wandb run.
@@ -42,12 +47,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from facezoo.checkpoints import load_model, open_model_file
 from facezoo.cli import CONF_DIR, check_seed, device_option, error_line, run_cli
-from facezoo.datamodules.folders import ImageFolder, PairedImageFolders, load_image
+from facezoo.datamodules.batch import HQ, LQ, MASK, RAW, RETOUCHED
+from facezoo.datamodules.folders import ImageFolder, PairedImageFolders, RetouchFolder, load_image
 from facezoo.faces.detector import DlibDetector
 from facezoo.metrics.face_descriptor import FaceDescriptor
 from facezoo.metrics.image_quality import DATA_RANGE, psnr_ssim_metrics
 from facezoo.metrics.landmark_distance import LandmarkDistance
 from facezoo.metrics.lpips import build_lpips
+from facezoo.metrics.soft_iou import ConstantMaskSoftIoU, SoftIoU
 from facezoo.utils.atomic import write_text
 from facezoo.utils.errors import ConfigError, DataError, FacezooError
 from facezoo.utils.grid import make_grid
@@ -62,12 +69,22 @@ log = logging.getLogger("facezoo")
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's FID Inception
-METRICS = ("psnr", "ssim", "lpips", "id_dlib", "id_arcface", "lmd")  # per image
-SET_METRICS = ("fid",)
+TASKS = ("restore", "retouch")
+METRICS = {  # per image
+    "restore": ("psnr", "ssim", "lpips", "id_dlib", "id_arcface", "lmd"),
+    "retouch": ("psnr", "ssim", "lpips", "soft_iou"),
+}
+SET_METRICS = {"restore": ("fid",), "retouch": ()}
 COST = ("sec_per_face", "peak_mem_mb")
-COLUMNS = (*METRICS, *SET_METRICS, *COST)
 LOWER_IS_BETTER = {"lpips", "id_dlib", "id_arcface", "lmd", "fid", *COST}
-LQ_ROW = "lq"
+LQ_ROW, INPUT_ROW, CONSTANT_MASK_ROW = "lq", "input", "constant_mask"
+INPUT_ROWS = {"restore": LQ_ROW, "retouch": INPUT_ROW}  # the row that scores the inputs as the answer
+REFERENCE_ROWS = (LQ_ROW, INPUT_ROW, CONSTANT_MASK_ROW)
+
+
+def columns(task: str) -> tuple[str, ...]:
+    """The metric and cost columns of a task's tables."""
+    return (*METRICS[task], *SET_METRICS[task], *COST)
 
 
 def sha256(path: str | Path) -> str:
@@ -157,9 +174,34 @@ def freeze_protocol(hq_dir: str | Path, name: str, seed: int, folder: str | Path
 # --- the test set -------------------------------------------------------------------------------------------
 
 
+class RetouchPairs:
+    """One FFHQR-layout split as compare's pairs: {lq: source, hq: target[, mask: the true mask]}, files
+    matched by stem by `RetouchFolder` (bad or unmatched ones named and skipped)."""
+
+    def __init__(self, root: Path) -> None:
+        self.split = RetouchFolder(root, skip_bad=True)
+        self.names, self.report = self.split.names, self.split.report
+
+    def pair(self, name: str) -> dict[str, torch.Tensor]:
+        item = self.split.pair(name)
+        return {LQ: item[RAW], HQ: item[RETOUCHED], **({MASK: item[MASK]} if MASK in item else {})}
+
+    def hq_sizes(self) -> dict[str, tuple[int, int]]:
+        """name -> (width, height) of the targets, from the file headers."""
+        from PIL import Image
+
+        sizes = {}
+        for name in self.names:
+            with Image.open(self.split.targets[name]) as image:
+                sizes[name] = image.size
+        return sizes
+
+
 @dataclasses.dataclass
 class FaceSet:
-    pairs: PairedImageFolders
+    task: str  # restore | retouch
+    pairs: PairedImageFolders | RetouchPairs  # names, pair(name) -> {lq, hq[, mask]}
+    hq_sizes: dict[str, tuple[int, int]]  # name -> (width, height) of the reference
     problems: list[str]  # one line per skipped file
     frozen: Path | None  # the frozen protocol's folder
 
@@ -169,12 +211,38 @@ class FaceSet:
 
     def shapes(self) -> set[tuple[int, int]]:
         """(height, width) of the HQ images."""
-        return {(h, w) for w, h in self.pairs.hq.sizes.values()}
+        return {(h, w) for w, h in self.hq_sizes.values()}
+
+    @property
+    def has_masks(self) -> bool:
+        return self.task == "retouch" and self.pairs.split.has_mask
+
+    def hq_image(self, name: str) -> torch.Tensor:
+        return self.pairs.pair(name)[HQ]
+
+
+def set_task(test_set: DictConfig) -> str:
+    """restore (hq_dir) or retouch (retouch_dir), with a clear error for neither or both."""
+    given = [k for k in ("hq_dir", "retouch_dir") if test_set.get(k) is not None]
+    if len(given) != 1:
+        raise ConfigError("test_set: give hq_dir (faces to restore) or retouch_dir (an FFHQR-layout split, "
+                          f"{{source,target[,mask]}}/), not {' and '.join(given) or 'neither'}")
+    if given == ["retouch_dir"]:
+        extra = [k for k in ("lq_dir", "degradation") if test_set.get(k) is not None]
+        if extra:
+            raise ConfigError(f"test_set.{extra[0]}: a restoration option; the retouching set "
+                              "(test_set.retouch_dir) brings its own inputs (source/)")
+    return "restore" if given == ["hq_dir"] else "retouch"
 
 
 def load_face_set(cfg: DictConfig) -> FaceSet:
     ts = cfg.test_set
     frozen = None
+    if set_task(ts) == "retouch":
+        pairs = RetouchPairs(Path(ts.retouch_dir))
+        for line in pairs.report.skipped:
+            print(f"compare: skipped {line}", file=sys.stderr)
+        return FaceSet("retouch", pairs, pairs.hq_sizes(), list(pairs.report.skipped), None)
     if ts.lq_dir is None:
         if ts.degradation is None:
             raise ConfigError("test_set: give lq_dir (a paired set) or degradation (gfpgan, gpen or dfdnet)")
@@ -190,7 +258,7 @@ def load_face_set(cfg: DictConfig) -> FaceSet:
     problems += pairs.lq.report.skipped + pairs.hq.report.skipped
     for line in problems:
         print(f"compare: skipped {line}", file=sys.stderr)
-    return FaceSet(pairs, problems, frozen)
+    return FaceSet("restore", pairs, pairs.hq.sizes, problems, frozen)
 
 
 # --- methods ------------------------------------------------------------------------------------------------
@@ -215,8 +283,8 @@ def method_files(methods) -> dict[str, str]:
         raise ConfigError(f"methods={methods}: expected a list of model files or a mapping name: file")
     if not named:
         raise ConfigError("methods: empty; give at least one model file")
-    if LQ_ROW in named:
-        raise ConfigError(f"methods.{LQ_ROW}: the name of the inputs' own row; name the method otherwise")
+    for name in set(named) & set(REFERENCE_ROWS):
+        raise ConfigError(f"methods.{name}: the name of a reference row; name the method otherwise")
     return named
 
 
@@ -238,11 +306,12 @@ def _fit_contract(model, shapes: set[tuple[int, int]], option: str) -> str:
 
 
 class Scorer:
-    """Every per-image metric, the unavailable ones with the reason, and FID; the ground truth's face (box,
-    landmarks) found once per image."""
+    """Every per-image metric of the task, the unavailable ones with the reason, and FID; for restoration the
+    ground truth's face (box, landmarks) found once per image."""
 
-    def __init__(self, cfg: DictConfig, device: str) -> None:
-        m, self.device = cfg.metrics, device
+    def __init__(self, cfg: DictConfig, device: str, task: str = "restore") -> None:
+        m, self.device, self.task = cfg.metrics, device, task
+        self.metrics, self.columns = METRICS[task], columns(task)
         self.unavailable: dict[str, str] = {}
         self.files: dict[str, Path] = {}
         self.quality = psnr_ssim_metrics().to(device)
@@ -251,6 +320,12 @@ class Scorer:
             self.unavailable["lpips"] = "its ImageNet backbone file was not found; see facezoo-weights"
         else:
             self.files[f"LPIPS {m.lpips_net} backbone"] = self.lpips.weights_file
+        self.soft_iou, self.fid = SoftIoU().to(device), None
+        if task == "restore":
+            self._face_metrics(cfg)
+
+    def _face_metrics(self, cfg: DictConfig) -> None:
+        m = cfg.metrics
         self.arcface = self._arcface(m.arcface_weights)
         self.detector = DlibDetector(**OmegaConf.to_container(cfg.detector), landmarks=m.landmarks)
         self.descriptor = FaceDescriptor(m.dlib_descriptor)
@@ -298,14 +373,22 @@ class Scorer:
             self.faces[name] = largest
         return self.faces[name]
 
-    def score(self, name: str, image: torch.Tensor, hq: torch.Tensor) -> dict[str, float]:
-        """Metrics of one (3, H, W) [-1, 1] image (on uint8 levels) against its ground truth."""
+    def score(self, name: str, image: torch.Tensor, hq: torch.Tensor, mask: torch.Tensor | None = None,
+              true_mask: torch.Tensor | None = None) -> dict[str, float]:
+        """Metrics of one (3, H, W) [-1, 1] image (on uint8 levels) against its ground truth; retouching: of
+        its predicted (1, H, W) mask in [0, 1] against the true one (NaN where either is missing)."""
         pair = image[None].to(self.device), hq[None].to(self.device)
         row = {k: float(v) for k, v in self.quality(*pair).items()}
         self.quality.reset()
         if self.lpips is not None:
             row["lpips"] = float(self.lpips(*pair))
             self.lpips.reset()
+        if self.task == "retouch":
+            row["soft_iou"] = math.nan
+            if mask is not None and true_mask is not None:
+                row["soft_iou"] = float(self.soft_iou(*(m[None].to(self.device) for m in (mask, true_mask))))
+                self.soft_iou.reset()
+            return row
         if self.arcface is not None:
             row["id_arcface"] = 1.0 - float(self.arcface(*pair))
             self.arcface.reset()
@@ -337,7 +420,8 @@ class Scorer:
 
 
 def _batches(test: FaceSet, size: int):
-    """Consecutive names of one HQ size, at most `size` at a time, with their (lq, hq) float batches."""
+    """Consecutive names of one HQ size, at most `size` at a time, with their (lq, hq) float batches and the
+    true masks in [0, 1] (None: the set has none)."""
     names = test.names
     start = 0
     while start < len(names):
@@ -345,12 +429,13 @@ def _batches(test: FaceSet, size: int):
         end = start + 1
         while end < len(names) and end - start < size:
             nxt = test.pairs.pair(names[end])
-            if nxt["hq"].shape != pairs[0]["hq"].shape:
+            if nxt[HQ].shape != pairs[0][HQ].shape:
                 break
             pairs.append(nxt)
             end += 1
-        yield names[start:end], to_float(torch.stack([p["lq"] for p in pairs])), \
-            to_float(torch.stack([p["hq"] for p in pairs]))
+        masks = torch.stack([p[MASK] for p in pairs]).float() / 255 if MASK in pairs[0] else None
+        yield names[start:end], to_float(torch.stack([p[LQ] for p in pairs])), \
+            to_float(torch.stack([p[HQ] for p in pairs])), masks
         start = end
 
 
@@ -363,37 +448,55 @@ def _as_saved(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return to_float(to_uint8(image.clamp(-1, 1)))
 
 
+def _mask_at(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A predicted (B, 1, h, w) mask at the HQ size (bilinear when it differs), in [0, 1], not quantised."""
+    mask = mask.float().cpu()
+    if mask.shape[-2:] != size:
+        mask = F.interpolate(mask, size=size, mode="bilinear", align_corners=False)
+    return mask.clamp(0, 1)
+
+
 def run_method(name: str, model, test: FaceSet, scorer: Scorer, cfg: DictConfig, out: Path, device: str,
                grid: dict) -> tuple[list[dict], dict]:
-    """Restore the set with `model.restore` (None: the inputs themselves, the `lq` row), score every image,
-    time `restore` and its peak memory; → (per-image rows, cost); the `grid` faces' outputs go into `grid`."""
-    restore = None if model is None else (lambda lq: model.restore(lq)["image"])
+    """Restore the set with `model.restore` (None: the inputs themselves, the reference row), score every
+    image (and its mask, when the method predicts one), time `restore` and its peak memory; → (per-image rows,
+    cost and whether it predicts masks); the `grid` faces' outputs (and masks) go into `grid`."""
     rows, seconds, peak = [], 0.0, 0.0
-    first = True
-    for names, lq, hq in _batches(test, cfg.batch_size):
-        if restore is None:
-            outputs = lq
+    first, predicts_mask = True, model is not None
+    for names, lq, hq, true_masks in _batches(test, cfg.batch_size):
+        size = tuple(hq.shape[-2:])
+        if model is None:
+            outputs, masks = lq, None
         else:
             lq_dev = lq.to(device)
             if first:  # warm-up, not timed
-                restore(lq_dev)
+                model.restore(lq_dev)
                 first = False
             with PeakMemory(torch.device(device)) as memory:
                 _sync(device)
                 start = time.perf_counter()
-                outputs = restore(lq_dev)
+                restored = model.restore(lq_dev)
                 _sync(device)
                 seconds += time.perf_counter() - start
             peak = max(peak, memory.mb)
-        outputs = _as_saved(outputs, tuple(hq.shape[-2:]))
+            outputs = restored["image"]
+            masks = _mask_at(restored[MASK], size) if MASK in restored else None
+            predicts_mask &= masks is not None
+        outputs = _as_saved(outputs, size)
         scorer.update_fid(outputs, real=False)
-        for stem, image, target in zip(names, outputs, hq, strict=True):
-            rows.append({"method": name, "image": stem, **scorer.score(stem, image, target)})
-            if restore is not None and cfg.save_outputs:
+        for i, (stem, image, target) in enumerate(zip(names, outputs, hq, strict=True)):
+            mask, true_mask = (None if m is None else m[i] for m in (masks, true_masks))
+            rows.append({"method": name, "image": stem, **scorer.score(stem, image, target, mask, true_mask)})
+            if model is not None and cfg.save_outputs:
                 write_image(out / "outputs" / name / f"{stem}.png", image, durable=False)
+                if mask is not None:
+                    write_image(out / "outputs" / name / "mask" / f"{stem}.png", mask, durable=False)
             if stem in grid:
                 grid[stem][name] = image
-    cost = {} if restore is None else {"sec_per_face": seconds / len(rows), "peak_mem_mb": peak}
+                if mask is not None:
+                    grid[stem][f"{name}/{MASK}"] = mask
+    cost = {} if model is None else {"sec_per_face": seconds / len(rows), "peak_mem_mb": peak,
+                                     "predicts_mask": predicts_mask}
     return rows, cost
 
 
@@ -413,7 +516,9 @@ def _mean(rows: list[dict], key: str) -> float:
 def _cell(row: dict, key: str, scorer: Scorer, digits: int | None = 4) -> str:
     """A table cell: the value (`digits` significant digits; None: all), or why there is none."""
     if row.get("status", "ok") != "ok":
-        return "failed" if key in COLUMNS else ""
+        return "failed" if key in scorer.columns else ""
+    if row["method"] == CONSTANT_MASK_ROW and key in scorer.columns and key != "soft_iou":
+        return ""  # a reference for the mask only
     if key in scorer.unavailable:
         return "unavailable"
     value = row.get(key)
@@ -426,48 +531,60 @@ def _cell(row: dict, key: str, scorer: Scorer, digits: int | None = 4) -> str:
 
 def write_tables(out: Path, results: list[dict], per_image: list[dict], scorer: Scorer,
                  test: FaceSet) -> None:
-    columns = ["method", "status", "images", "faces", *COLUMNS, "note"]
+    counts = ["images", "faces"] if test.task == "restore" else ["images"]
+    columns = ["method", "status", *counts, *scorer.columns, "note"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
-    writer.writerows([_cell(r, c, scorer, None) if c in COLUMNS else r.get(c, "") for c in columns]
+    writer.writerows([_cell(r, c, scorer, None) if c in scorer.columns else r.get(c, "") for c in columns]
                      for r in results)
     write_text(out / "results.csv", buffer.getvalue())
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["method", "image", *METRICS])
-    writer.writerows([r["method"], r["image"], *(_cell(r, k, scorer, None) for k in METRICS)]
+    writer.writerow(["method", "image", *scorer.metrics])
+    writer.writerows([r["method"], r["image"], *(_cell(r, k, scorer, None) for k in scorer.metrics)]
                      for r in per_image)
     write_text(out / "per_image.csv", buffer.getvalue())
 
-    arrows = {c: (" ↓" if c in LOWER_IS_BETTER else " ↑") for c in COLUMNS}
+    arrows = {c: (" ↓" if c in LOWER_IS_BETTER else " ↑") for c in scorer.columns}
     lines = ["# facezoo-compare", "",
              f"{len(test.names)} faces; protocol: [protocol.md](protocol.md); per image: per_image.csv.", "",
              "| " + " | ".join(f"{c}{arrows.get(c, '')}" for c in columns) + " |",
              "|" + "---|" * len(columns)]
     for r in results:
-        cells = [_cell(r, c, scorer) if c in COLUMNS else str(r.get(c, "")) for c in columns]
+        cells = [_cell(r, c, scorer) if c in scorer.columns else str(r.get(c, "")) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     if scorer.unavailable:
         lines += ["", "Unavailable: " + "; ".join(f"{k}: {v}" for k, v in scorer.unavailable.items()) + "."]
     if test.problems:
         lines += ["", "Skipped files:", *(f"- {p}" for p in test.problems)]
-    ok = [r["method"] for r in results if r["status"] == "ok" and r["method"] != LQ_ROW]
-    lines += ["", "![grid](grid.png)", "", f"grid columns: LQ | {' | '.join(ok)} | HQ"]
+    given, wanted = ("LQ", "HQ") if test.task == "restore" else ("input (source)", "target")
+    lines += ["", "![grid](grid.png)", "", f"grid columns: {given} | {' | '.join(_ran(results))} | {wanted}"]
+    mask_columns = (["true mask"] if test.has_masks else []) + _ran(results, masks=True)
+    if _ran(results, masks=True):
+        lines += ["", "![masks](masks.png)", "", f"mask grid columns: {' | '.join(mask_columns)}"]
     lines += ["", "![metrics](plots/metrics.png) ![quality vs speed](plots/quality_vs_speed.png)"]
     write_text(out / "results.md", "\n".join(lines) + "\n")
 
     def plain(value):
         return None if isinstance(value, float) and math.isnan(value) else value
 
-    summary = {"results": [{k: plain(v) for k, v in r.items()} for r in results],
+    summary = {"task": test.task, "results": [{k: plain(v) for k, v in r.items()} for r in results],
                "unavailable": scorer.unavailable, "skipped_files": test.problems, "images": len(test.names)}
     write_text(out / "results.json", json.dumps(summary, indent=1) + "\n")
 
 
 def _test_set_lines(cfg: DictConfig, test: FaceSet) -> list[str]:
     ts, shapes = cfg.test_set, ", ".join(f"{w}x{h}" for h, w in sorted(test.shapes()))
+    if test.task == "retouch":
+        masks = ("mask/ (the true imperfection masks, 8-bit soft masks read as value / 255)" if test.has_masks
+                 else "no mask/ folder (so no soft_iou)")
+        return [
+            f"- Retouching split `{ts.retouch_dir}` (FFHQR layout): source/ (the raw face, every method's "
+            f"input), target/ (the retouched reference), {masks}, matched by file stem.",
+            f"- {len(test.names)} faces at {shapes} px; {len(test.problems)} files skipped (see results.md).",
+        ]
     if test.frozen is not None:
         source = (
             f"- HQ faces from `{ts.hq_dir}` degraded by the `{ts.degradation}` protocol "
@@ -492,17 +609,36 @@ def _metric_lines(cfg: DictConfig, scorer: Scorer) -> list[str]:
     def unless_unavailable(key: str, line: str) -> str:
         return f"- {key}: unavailable ({scorer.unavailable[key]})." if key in scorer.unavailable else line
 
-    detector = OmegaConf.to_container(cfg.detector)
-    return [
-        "- Colour space RGB, 8 bits. Every output is clamped to [-1, 1], resized to its HQ image's size when "
-        "it differs (bicubic, antialiased) and rounded to uint8 levels, as its PNG in outputs/ holds it; "
-        "every metric reads these values. No crop: the metrics see the whole image.",
+    reference = "HQ image" if scorer.task == "restore" else "target"
+    common = [
+        f"- Colour space RGB, 8 bits. Every output is clamped to [-1, 1], resized to its {reference}'s size "
+        "when it differs (bicubic, antialiased) and rounded to uint8 levels, as its PNG in outputs/ holds "
+        "it; every metric reads these values. No crop: the metrics see the whole image.",
         f"- psnr: per image over all RGB channels and pixels, data_range {DATA_RANGE} (= range 1 on [0, 1] "
         "images), averaged over images (facezoo.metrics.image_quality, as facezoo-eval).",
         "- ssim: torchmetrics' Gaussian SSIM (11x11, sigma 1.5) on RGB, the same data range, per image, then "
         "averaged; papers reporting SSIM on the Y channel give other numbers.",
         unless_unavailable("lpips", f"- lpips: net `{cfg.metrics.lpips_net}` (lpips 0.1.4's linear heads, "
                            "the ImageNet backbone file below), images in [-1, 1]."),
+    ]
+    cost = (f"- Cost: `restore()` at batch size {cfg.batch_size} on {_device_name(cfg)}, after one "
+            "untimed warm-up batch; sec_per_face = timed seconds / faces. peak_mem_mb: on CUDA the "
+            "allocator's peak during restore(); on a CPU the process's resident set size sampled during "
+            "restore() (it includes the interpreter, the metric networks and what earlier methods left).")
+    if scorer.task == "retouch":
+        return [*common,
+                "- soft_iou: sum(min(p, t)) / sum(max(p, t)) over the pixels of the method's predicted mask "
+                "p (its `restore()` output `mask`, in [0, 1], resized bilinearly to the target's size when "
+                "it differs, not quantised) and the true mask t, per image (1 when both are empty), averaged "
+                "(facezoo.metrics.soft_iou, as facezoo-eval); n/a for a method without a mask.",
+                f"- `{INPUT_ROW}`: the source itself as the answer (facezoo-eval's psnr_input / ssim_input). "
+                f"`{CONSTANT_MASK_ROW}`: the best constant mask c (the same value at every pixel of every "
+                "image, searched on 101 values in [0, 1]; facezoo-eval's soft_iou_const): a mask must beat "
+                "it to say anything.",
+                cost]
+    detector = OmegaConf.to_container(cfg.detector)
+    return [
+        *common,
         "- The HQ face: the largest face dlib's detector finds on the HQ image "
         f"({', '.join(f'{k}={v}' for k, v in detector.items())}). Images without one have no id_dlib / lmd "
         "(n/a); `faces` counts those with one, and the id_dlib / lmd means are over them.",
@@ -516,10 +652,7 @@ def _metric_lines(cfg: DictConfig, scorer: Scorer) -> list[str]:
         "centres, the means of points 36-41 and 42-47): a fraction of the eye distance.",
         unless_unavailable("fid", "- fid: Frechet Inception distance of all outputs to all HQ images "
                            "(torchmetrics with torch-fidelity's Inception-v3 file below, 2048-d features)."),
-        f"- Cost: `restore()` at batch size {cfg.batch_size} on {_device_name(cfg)}, after one untimed "
-        "warm-up batch; sec_per_face = timed seconds / faces. peak_mem_mb: on CUDA the allocator's peak "
-        "during restore(); on a CPU the process's resident set size sampled during restore() (it includes "
-        "the interpreter, the metric networks and what earlier methods left).",
+        cost,
     ]
 
 
@@ -540,15 +673,28 @@ def _device_name(cfg: DictConfig) -> str:
     return f"the CPU ({torch.get_num_threads()} threads)"
 
 
-def write_grid(out: Path, grid: dict, methods: list[str], lq: dict) -> np.ndarray | None:
+def _ran(results: list[dict], masks: bool = False) -> list[str]:
+    """The methods that ran (no reference rows); `masks`: those that predicted masks."""
+    return [r["method"] for r in results if r["status"] == "ok" and r["method"] not in REFERENCE_ROWS
+            and (r.get("predicts_mask") or not masks)]
+
+
+def write_grid(out: Path, grid: dict, results: list[dict], lq: dict) -> np.ndarray | None:
+    """grid.png (rows: faces; columns: input | methods | reference) and, when methods predict masks,
+    masks.png (columns: the true mask | each method's mask, white = retouched)."""
     if not grid:
         return None
     rows = list(grid)
     columns = [torch.stack([lq[n] for n in rows])]
-    columns += [torch.stack([grid[n][m] for n in rows]) for m in methods]
+    columns += [torch.stack([grid[n][m] for n in rows]) for m in _ran(results)]
     columns.append(torch.stack([grid[n]["hq"] for n in rows]))
     image = make_grid(columns)
     write_image(out / "grid.png", image)
+    masked = [f"{m}/{MASK}" for m in _ran(results, masks=True)]
+    if masked:
+        keys = ([MASK] if MASK in grid[rows[0]] else []) + masked
+        write_image(out / "masks.png", make_grid([
+            torch.stack([grid[n][k] for n in rows]).expand(-1, 3, -1, -1) * 2 - 1 for k in keys]))
     return to_uint8(image).permute(1, 2, 0).numpy()
 
 
@@ -560,7 +706,8 @@ def write_plots(out: Path, results: list[dict], quality: str, scorer: Scorer) ->
     import matplotlib.pyplot as plt
 
     ok = [r for r in results if r["status"] == "ok"]
-    panels = [k for k in COLUMNS if any(isinstance(r.get(k), float) and not math.isnan(r[k]) for r in ok)]
+    panels = [k for k in scorer.columns
+              if any(isinstance(r.get(k), float) and not math.isnan(r[k]) for r in ok)]
     if panels:
         fig, axes = plt.subplots(1, len(panels), figsize=(0.6 + (0.5 + 0.45 * len(ok)) * len(panels), 3),
                                  squeeze=False)
@@ -595,8 +742,8 @@ def log_wandb(cfg: DictConfig, results: list[dict], scorer: Scorer, grid: np.nda
     with open_dict(node):  # the train config's interpolations (model name, gamma, tags) mean nothing here
         node.update(name=f"compare-{Path(cfg.paths.output_dir).name}", group="compare", tags=["compare"])
     logger = instantiate(node, "logger.wandb")
-    columns = ["method", "status", *COLUMNS]
-    data = [[r["method"], r["status"], *(_cell(r, c, scorer) for c in COLUMNS)] for r in results]
+    columns = ["method", "status", *scorer.columns]
+    data = [[r["method"], r["status"], *(_cell(r, c, scorer) for c in scorer.columns)] for r in results]
     logger.log_table("compare/results", columns=columns, data=data)
     if grid is not None:
         logger.log_image("compare/grid", [grid])
@@ -609,10 +756,9 @@ def log_wandb(cfg: DictConfig, results: list[dict], scorer: Scorer, grid: np.nda
 def compare(cfg: DictConfig) -> list[dict]:
     """Run every method on the test set (module docstring); → the results rows (one per method, and `lq`)."""
     torch.manual_seed(check_seed(cfg.seed))
-    for node, key, what in ((cfg, "methods", "the model files to compare"),
-                            (cfg.test_set, "hq_dir", "the folder of ground-truth faces")):
-        if OmegaConf.is_missing(node, key):
-            raise ConfigError(f"{'test_set.' if node is not cfg else ''}{key} is missing: give {what}")
+    if OmegaConf.is_missing(cfg, "methods"):
+        raise ConfigError("methods is missing: give the model files to compare")
+    set_task(cfg.test_set)
     device = device_option(str(cfg.device))
     if isinstance(cfg.batch_size, bool) or not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size}: expected a positive number of faces")
@@ -620,18 +766,24 @@ def compare(cfg: DictConfig) -> list[dict]:
     out = Path(cfg.paths.output_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     test = load_face_set(cfg)
-    scorer = Scorer(cfg, device)
+    scorer = Scorer(cfg, device, test.task)
     grid = {n: {} for n in test.names[: cfg.grid_faces]}
     results, per_image = [], []
 
-    rows, _ = run_method(LQ_ROW, None, test, scorer, cfg, out, device, grid)
-    lq_grid = {n: grid[n].pop(LQ_ROW) for n in grid}
+    given = INPUT_ROWS[test.task]
+    rows, _ = run_method(given, None, test, scorer, cfg, out, device, grid)
+    lq_grid = {n: grid[n].pop(given) for n in grid}
     for stem in grid:
-        grid[stem]["hq"] = to_float(test.pairs.hq.image(stem))
+        pair = test.pairs.pair(stem)
+        grid[stem]["hq"] = to_float(pair[HQ])
+        if MASK in pair:
+            grid[stem][MASK] = pair[MASK].float() / 255
     if scorer.fid is not None:
-        scorer.update_fid(torch.stack([to_float(test.pairs.hq.image(n)) for n in test.names]), real=True)
-    results.append(_summary(LQ_ROW, "", rows, {}, scorer, ""))
+        scorer.update_fid(torch.stack([to_float(test.hq_image(n)) for n in test.names]), real=True)
+    results.append(_summary(given, "", rows, {}, scorer, ""))
     per_image += rows
+    if test.has_masks:
+        results.append(constant_mask_row(test))
     for name, file in files.items():
         try:
             model_file = open_model_file(file, option=f"methods.{name}")
@@ -651,12 +803,12 @@ def compare(cfg: DictConfig) -> list[dict]:
         del model  # freed before the next method
         per_image += rows
         results.append({**_summary(name, file, rows, cost, scorer, note), "sha256": sha256(model_file.path)})
-        print(f"compare: {name}: " + ", ".join(f"{k} {results[-1][k]:.4g}" for k in ("psnr", "ssim", *COST)))
+        shown = ("psnr", "ssim", *(("soft_iou",) if results[-1]["predicts_mask"] else ()), *COST)
+        print(f"compare: {name}: " + ", ".join(f"{k} {results[-1][k]:.4g}" for k in shown))
 
     write_tables(out, results, per_image, scorer, test)
     write_card(out, cfg, test, scorer, results)
-    ok = [r["method"] for r in results if r["status"] == "ok" and r["method"] != LQ_ROW]
-    grid_image = write_grid(out, grid, ok, lq_grid)
+    grid_image = write_grid(out, grid, results, lq_grid)
     write_plots(out, results, cfg.plot_quality, scorer)
     if cfg.get("logger"):
         log_wandb(cfg, results, scorer, grid_image)
@@ -664,10 +816,20 @@ def compare(cfg: DictConfig) -> list[dict]:
     return results
 
 
+def constant_mask_row(test: FaceSet) -> dict:
+    """The `constant_mask` reference: the best constant mask's mean Soft-IoU over the set's true masks."""
+    metric = ConstantMaskSoftIoU()
+    for _, _, _, masks in _batches(test, 64):
+        metric.update(masks)
+    return {"method": CONSTANT_MASK_ROW, "file": "", "status": "ok", "images": len(test.names),
+            "soft_iou": float(metric.compute()), "note": f"c = {metric.best_constant():.2f}"}
+
+
 def _summary(name: str, file: str, rows: list[dict], cost: dict, scorer: Scorer, note: str) -> dict:
-    row = {"method": name, "file": file, "status": "ok", "images": len(rows),
-           "faces": sum(not math.isnan(r["id_dlib"]) for r in rows)}
-    row.update({k: _mean(rows, k) for k in METRICS if k not in scorer.unavailable})
+    row = {"method": name, "file": file, "status": "ok", "images": len(rows)}
+    if scorer.task == "restore":
+        row["faces"] = sum(not math.isnan(r["id_dlib"]) for r in rows)
+    row.update({k: _mean(rows, k) for k in scorer.metrics if k not in scorer.unavailable})
     if scorer.fid is not None:
         row["fid"] = scorer.compute_fid()
     return {**row, **cost, "note": note}

@@ -6,6 +6,7 @@ with bad files, and the command line."""
 import csv
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -18,15 +19,27 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
-from facezoo.checkpoints import build_model, config_entries, save_checkpoint
-from facezoo.compare import COLUMNS, METRICS, compare, freeze_protocol, load_face_set, main
+from facezoo.checkpoints import build_model, config_entries, load_model, save_checkpoint
+from facezoo.compare import METRICS, columns, compare, freeze_protocol, load_face_set, main, set_task
+from facezoo.datamodules.folders import RetouchFolder
+from facezoo.datamodules.synthetic.writers import write_ffhqr
 from facezoo.utils.compose import compose_config
-from facezoo.utils.errors import DataError
-from facezoo.utils.image_io import write_image
+from facezoo.utils.errors import ConfigError, DataError
+from facezoo.utils.image_io import to_float, write_image
 from helpers import ROOT, TINY
 
 SIZE = 128
 FACES = 2
+
+
+def _save_model(file: Path, *overrides: str) -> Path:
+    """A tiny model with random weights (the tiny test config and `overrides`) saved as a checkpoint."""
+    cfg = compose_config(overrides=[*TINY, *overrides], output_dir=file.parent / "run")
+    with open_dict(cfg):
+        del cfg["hydra"]
+    torch.manual_seed(0)
+    save_checkpoint({"state_dict": build_model(cfg.model).state_dict(), **config_entries(cfg)}, file)
+    return file
 
 
 def _save_models(root: Path) -> dict[str, Path]:
@@ -36,14 +49,8 @@ def _save_models(root: Path) -> dict[str, Path]:
     for model, variants in (("baseline", {"baseline": [], "deep": ["model.generator.depth=8"]}),
                             ("gpen", {"gpen": []})):
         for name, extra in variants.items():
-            cfg = compose_config(overrides=[*TINY, f"model={model}", "datamodule=synthetic_restore", *extra],
-                                 output_dir=root / "run")
-            with open_dict(cfg):
-                del cfg["hydra"]
-            torch.manual_seed(0)
-            net = build_model(cfg.model)
-            files[name] = root / f"{name}.ckpt"
-            save_checkpoint({"state_dict": net.state_dict(), **config_entries(cfg)}, files[name])
+            files[name] = _save_model(root / f"{name}.ckpt", f"model={model}", "datamodule=synthetic_restore",
+                                      *extra)
     files["broken"] = root / "broken.ckpt"
     files["broken"].write_bytes(b"not a checkpoint")
     return files
@@ -82,7 +89,7 @@ def test_the_table_has_every_method_and_metric(run):
     table = {row["method"]: row for row in _csv(out / "results.csv")}
     assert list(table) == ["lq", "baseline", "deep", "gpen", "broken"]
     for row in table.values():
-        assert set(COLUMNS) <= set(row)
+        assert set(columns("restore")) <= set(row)
     for name in ("lq", "baseline", "gpen"):
         row = table[name]
         assert row["status"] == "ok" and row["images"] == str(FACES) and row["faces"] == str(FACES)
@@ -95,7 +102,7 @@ def test_the_table_has_every_method_and_metric(run):
     per_image = _csv(out / "per_image.csv")
     assert {(r["method"], r["image"]) for r in per_image} == {
         (m, f"face{i}") for m in ("lq", "baseline", "gpen") for i in range(FACES)}
-    assert set(METRICS) <= set(per_image[0])
+    assert set(METRICS["restore"]) <= set(per_image[0])
     summary = json.loads((out / "results.json").read_text())
     assert set(summary["unavailable"]) == {"lpips", "id_arcface", "fid"}
     assert "| baseline | ok |" in (out / "results.md").read_text()
@@ -182,3 +189,48 @@ def test_the_command_reports_bad_input_in_one_line(tmp_path, monkeypatch, capsys
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == f"facezoo: error: {missing}: folder not found (expected a folder of images)"
     assert 'facezoo-compare = "facezoo.compare:main"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_retouching_methods_are_compared_on_an_ffhqr_split(tmp_path):
+    """A tiny random RetouchFormer and Pix2Pix on a 3-face FFHQR-layout split: the `input` and
+    `constant_mask` references are what the files give, RetouchFormer's Soft-IoU is that of its own
+    restore() masks, and the restoration model (no mask) has none."""
+    split = write_ffhqr(tmp_path / "ffhqr", {"test": 3}, size=64) / "test"
+    files = {"retouchformer": _save_model(tmp_path / "rf.ckpt", "model=retouchformer",
+                                          "datamodule=synthetic_retouch"),
+             "baseline": _save_model(tmp_path / "pix2pix.ckpt", "model=baseline",
+                                     "datamodule=synthetic_restore")}
+    methods = "{" + ",".join(f"{k}:{v}" for k, v in files.items()) + "}"
+    out = tmp_path / "out"
+    cfg = compose_config("compare", [f"methods={methods}", f"test_set.retouch_dir={split}", "device=cpu"],
+                         output_dir=out)
+    results = {r["method"]: r for r in compare(cfg)}
+    assert list(results) == ["input", "constant_mask", "retouchformer", "baseline"]
+
+    folder = RetouchFolder(split)
+    source, target = (to_float(torch.stack([getattr(folder, k)(n) for n in folder.names]))
+                      for k in ("raw", "retouched"))
+    masks = torch.stack([folder.mask(n) for n in folder.names]).double() / 255
+    psnr = 10 * torch.log10(4 / (source - target).square().mean((1, 2, 3)))  # data range 2 on [-1, 1]
+    assert results["input"]["psnr"] == pytest.approx(float(psnr.mean()), abs=1e-4)
+
+    def soft_iou(pred):  # per image, then the mean
+        inter, union = (f(pred, masks).sum((1, 2, 3)) for f in (torch.minimum, torch.maximum))
+        return float((inter / union).mean())
+
+    best = max(soft_iou(torch.full_like(masks, c)) for c in torch.linspace(0, 1, 101).tolist())
+    assert results["constant_mask"]["soft_iou"] == pytest.approx(best, abs=1e-6)
+    predicted = load_model(files["retouchformer"], "cpu").restore(source)["mask"].double()
+    assert results["retouchformer"]["predicts_mask"]
+    assert results["retouchformer"]["soft_iou"] == pytest.approx(soft_iou(predicted), abs=1e-5)
+    assert not results["baseline"]["predicts_mask"] and math.isnan(results["baseline"]["soft_iou"])
+
+    table = {row["method"]: row for row in _csv(out / "results.csv")}
+    assert set(columns("retouch")) <= set(table["retouchformer"]) and "id_dlib" not in table["input"]
+    assert table["baseline"]["soft_iou"] == "n/a" and table["constant_mask"]["psnr"] == ""
+    assert len(list((out / "outputs" / "retouchformer" / "mask").iterdir())) == 3
+    assert Image.open(out / "masks.png").size == (2 * (64 + 4), 3 * (64 + 4))  # true mask | retouchformer
+    card = (out / "protocol.md").read_text()
+    assert "FFHQR layout" in card and "soft_iou_const" in card and "inter-ocular" not in card
+    with pytest.raises(ConfigError, match="not hq_dir and retouch_dir"):
+        set_task(OmegaConf.create({"hq_dir": "a", "retouch_dir": "b"}))

@@ -58,7 +58,7 @@ from facezoo.metrics.soft_iou import ConstantMaskSoftIoU, SoftIoU
 from facezoo.utils.atomic import write_text
 from facezoo.utils.errors import ConfigError, DataError, FacezooError
 from facezoo.utils.grid import make_grid
-from facezoo.utils.image_io import to_float, to_uint8, write_image
+from facezoo.utils.image_io import read_rgb_uint8, to_float, to_uint8, write_image
 from facezoo.utils.instantiate import instantiate
 from facezoo.utils.memory import PeakMemory
 from facezoo.utils.results import finish_loggers
@@ -734,7 +734,7 @@ def write_plots(out: Path, results: list[dict], quality: str, scorer: Scorer) ->
 
 
 def log_wandb(cfg: DictConfig, results: list[dict], scorer: Scorer, grid: np.ndarray | None) -> None:
-    """The results table and the grid into one wandb run (`logger=wandb`)."""
+    """The results table, the grid (and masks.png) into one wandb run (`logger=wandb`)."""
     node = cfg.logger.get("wandb") if cfg.get("logger") else None
     if node is None:
         raise ConfigError(f"logger={list(cfg.logger)}: facezoo-compare logs to wandb only (logger=wandb)")
@@ -747,6 +747,9 @@ def log_wandb(cfg: DictConfig, results: list[dict], scorer: Scorer, grid: np.nda
     logger.log_table("compare/results", columns=columns, data=data)
     if grid is not None:
         logger.log_image("compare/grid", [grid])
+    masks = Path(cfg.paths.output_dir) / "masks.png"
+    if masks.is_file():
+        logger.log_image("compare/masks", [read_rgb_uint8(masks)])
     finish_loggers([logger])
 
 

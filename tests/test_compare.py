@@ -1,7 +1,7 @@
 """facezoo-compare (src/compare.py): one in-process run over tiny random models (built from the tiny test
 configs, random weights on purpose) on three astronaut faces (scikit-image, public domain) at 128 px degraded
 by the frozen GFP-GAN protocol, read by several tests; plus the frozen protocol's byte identity, a paired set
-with bad files, and the command line."""
+with bad files, the command line, and the retouching mode on a tiny FFHQR-layout split."""
 
 import csv
 import json
@@ -191,10 +191,36 @@ def test_the_command_reports_bad_input_in_one_line(tmp_path, monkeypatch, capsys
     assert 'facezoo-compare = "facezoo.compare:main"' in (ROOT / "pyproject.toml").read_text()
 
 
-def test_retouching_methods_are_compared_on_an_ffhqr_split(tmp_path):
+class _RecordingLogger:
+    """Stands in for the wandb logger (an offline wandb run costs ~10 s; tests/test_train.py writes one):
+    records what facezoo-compare logs and how the logger was configured."""
+
+    def __init__(self, **config) -> None:
+        self.config, self.tables, self.images, self.finalized = config, {}, {}, False
+
+    def log_table(self, key, columns, data):
+        self.tables[key] = (columns, data)
+
+    def log_image(self, key, images):
+        self.images[key] = images
+
+    def finalize(self, status):
+        self.finalized = status == "success"
+
+
+def test_retouching_methods_are_compared_on_an_ffhqr_split(tmp_path, monkeypatch):
     """A tiny random RetouchFormer and Pix2Pix on a 3-face FFHQR-layout split: the `input` and
     `constant_mask` references are what the files give, RetouchFormer's Soft-IoU is that of its own
-    restore() masks, and the restoration model (no mask) has none."""
+    restore() masks, and the restoration model (no mask) has none; with logger=wandb the table, the grid
+    and the masks go to one run of the group `compare`."""
+    logged = []
+
+    def instantiate(node, option):
+        assert option == "logger.wandb" and node["_target_"].endswith("wandb_logger")
+        logged.append(_RecordingLogger(**{k: v for k, v in node.items() if k != "_target_"}))
+        return logged[-1]
+
+    monkeypatch.setattr("facezoo.compare.instantiate", instantiate)
     split = write_ffhqr(tmp_path / "ffhqr", {"test": 3}, size=64) / "test"
     files = {"retouchformer": _save_model(tmp_path / "rf.ckpt", "model=retouchformer",
                                           "datamodule=synthetic_retouch"),
@@ -202,8 +228,8 @@ def test_retouching_methods_are_compared_on_an_ffhqr_split(tmp_path):
                                      "datamodule=synthetic_restore")}
     methods = "{" + ",".join(f"{k}:{v}" for k, v in files.items()) + "}"
     out = tmp_path / "out"
-    cfg = compose_config("compare", [f"methods={methods}", f"test_set.retouch_dir={split}", "device=cpu"],
-                         output_dir=out)
+    cfg = compose_config("compare", [f"methods={methods}", f"test_set.retouch_dir={split}", "device=cpu",
+                                     "logger=wandb"], output_dir=out)
     results = {r["method"]: r for r in compare(cfg)}
     assert list(results) == ["input", "constant_mask", "retouchformer", "baseline"]
 
@@ -232,5 +258,11 @@ def test_retouching_methods_are_compared_on_an_ffhqr_split(tmp_path):
     assert Image.open(out / "masks.png").size == (2 * (64 + 4), 3 * (64 + 4))  # true mask | retouchformer
     card = (out / "protocol.md").read_text()
     assert "FFHQR layout" in card and "soft_iou_const" in card and "inter-ocular" not in card
+    (wandb,) = logged
+    assert wandb.config["group"] == "compare" and wandb.finalized
+    header, data = wandb.tables["compare/results"]
+    assert [row[0] for row in data] == list(results) and header[2:] == list(columns("retouch"))
+    grid, masks = (wandb.images[f"compare/{k}"][0] for k in ("grid", "masks"))
+    assert grid.shape == (3 * (64 + 4), 4 * (64 + 4), 3) and masks.shape == (3 * (64 + 4), 2 * (64 + 4), 3)
     with pytest.raises(ConfigError, match="not hq_dir and retouch_dir"):
         set_task(OmegaConf.create({"hq_dir": "a", "retouch_dir": "b"}))

@@ -46,7 +46,7 @@ sweep: install ## γ sweep (0.01, 0.1, 0.2, 1) as a Hydra multirun + results tab
 
 ablations: install ## RetouchFormer's ablations (w/o P, w/ SPS, w/ GSA, w/o X_u) at γ = 0.1 + results table (SEEDS=...)
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m facezoo.train -m experiment=$(EXPERIMENT) \
-		ablation=no_prior,sps,gsa,no_unpaired,full split.gamma=0.1 $(SEED_SWEEP) \
+		ablation=full,no_prior,sps,gsa,no_unpaired split.gamma=0.1 $(SEED_SWEEP) \
 		hydra.sweep.dir=$(SWEEPS)/$(EXPERIMENT)-ablations $(ARGS)
 	$(PY) -m facezoo.report $(SWEEPS)/$(EXPERIMENT)-ablations --by ablation --title "$(EXPERIMENT): ablations (γ = 0.1)"
 

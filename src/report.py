@@ -12,8 +12,9 @@ default) and prints the markdown table.
 Jobs that share every ``--by`` setting are repeats of one point (a sweep over the run seed: ``seed=0,1,2``,
 ``make sweep SEEDS=0,1,2``): the table then has one row per point with each metric's mean ± sample standard
 deviation over its finished runs and their number n (CSV columns ``<metric>_mean``, ``<metric>_std``,
-``<metric>_n``), and the plot draws the means with error bars, each point labelled with its n. The failed jobs
-of a point are counted in its row. With one job per point the table lists the jobs as they are.
+``<metric>_n``), the markdown lists the differences that exceed the seed spread (``beyond_spread``), and the
+plot draws the means with error bars, each point labelled with its n. The failed jobs of a point are counted
+in its row. With one job per point the table lists the jobs as they are.
 """
 
 from __future__ import annotations
@@ -197,6 +198,40 @@ def summarize(rows: list[dict]) -> list[dict]:
     return summary
 
 
+def _point_name(point: dict, settings: list[str]) -> str:
+    return ", ".join(f"{s}={_text(point[s])}" for s in settings)
+
+
+def beyond_spread(summary: list[dict], metric: str) -> list[tuple[str, str]]:
+    """The pairs of points (better, worse) whose ``metric`` differs by more than the seed spread: their
+    mean ± std intervals do not overlap (|mean_a - mean_b| > std_a + std_b). Points with fewer than two runs
+    have no spread and are left out."""
+    settings = [k for k in summary[0] if k not in ("jobs", "failed") and not k.startswith(PREFIX)]
+    higher = HIGHER_IS_BETTER.get(metric.removeprefix(PREFIX), True)
+    stats = [(_point_name(p, settings), p[metric]) for p in summary
+             if isinstance(p.get(metric), Stat) and p[metric].std is not None]
+    pairs = []
+    for i, (name_a, a) in enumerate(stats):
+        for name_b, b in stats[i + 1:]:
+            if abs(a.mean - b.mean) > a.std + b.std:
+                pairs.append((name_a, name_b) if (a.mean > b.mean) == higher else (name_b, name_a))
+    return pairs
+
+
+def _spread_lines(summary: list[dict], metrics: list[str]) -> list[str]:
+    """Per quality metric (not the reference points): the differences that exceed the seed spread."""
+    lines = []
+    for metric in metrics:
+        if metric.removeprefix(PREFIX) in HIGHER_IS_BETTER:
+            pairs = beyond_spread(summary, metric)
+            found = "; ".join(f"{a} better than {b}" for a, b in pairs) or "none"
+            lines.append(f"- {_label(metric)}: {found}.")
+    if not lines:
+        return []
+    return ["", "Differences beyond the seed spread (mean ± std intervals apart; points with one run left "
+            "out):", *lines]
+
+
 def _stat_text(stat: Stat | None) -> str:
     if stat is None:
         return "—"
@@ -229,9 +264,11 @@ def markdown_table(rows: list[dict], title: str = "facezoo results") -> str:
     if is_repeated(rows):
         lines.append("| " + " | ".join(["jobs", *settings, "runs", *map(_label, metrics)]) + " |")
         lines.append("|" + "---|" * (1 + len(settings)) + "---:|" * (1 + len(metrics)))
-        for point in summarize(rows):
+        summary = summarize(rows)
+        for point in summary:
             cells = [", ".join(point["jobs"]), *(_text(point[s]) for s in settings), _runs_text(point)]
             lines.append("| " + " | ".join(cells + [_stat_text(point.get(m)) for m in metrics]) + " |")
+        lines += _spread_lines(summary, metrics)
     else:
         lines.append("| " + " | ".join(["job", *settings, *map(_label, metrics)]) + " |")
         lines.append("|" + "---|" * (1 + len(settings)) + "---:|" * len(metrics))

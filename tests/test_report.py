@@ -14,6 +14,7 @@ from facezoo.report import (
     LPIPS_MISSING,
     Stat,
     _use_log_x,
+    beyond_spread,
     collect,
     is_repeated,
     main,
@@ -197,10 +198,22 @@ def test_seed_report_csv_markdown_png(seed_sweep, tmp_path):
     assert md[5] == "| 6 | 0.2 | 1 | 35.0000 (n=1) | 18.0000 (n=1) | 0.7000 (n=1) |"
     assert md[6].startswith("| 3, 4, 5 | 1.0 | 2 + 1 failed | 40.5000 ± 0.7071 (n=2) |")
     assert "Failed jobs (no metrics.json): 5." in md
+    assert "- psnr ↑: split.gamma=1.0 better than split.gamma=0.1." in md  # γ 0.2 has one run: no spread
+    assert "- ssim ↑: split.gamma=1.0 better than split.gamma=0.1." in md and "- psnr_input" not in md
 
     with Image.open(paths[2]) as image:
         image.verify()
         assert image.format == "PNG" and image.size[0] > image.size[1] > 100
+
+
+def test_differences_beyond_the_seed_spread():
+    """A pair counts when its mean ± std intervals do not overlap, whichever direction is better."""
+    points = [{"jobs": [], "failed": [], "ablation": name, "test/psnr": Stat(psnr, std, 3),
+               "test/lpips": Stat(lpips, 0.01, 3)}
+              for name, psnr, std, lpips in (("a", 10.0, 1.0, 0.2), ("b", 11.0, 1.0, 0.3),
+                                             ("c", 13.0, 0.5, 0.21))]
+    assert beyond_spread(points, "test/psnr") == [("ablation=c", "ablation=a"), ("ablation=c", "ablation=b")]
+    assert beyond_spread(points, "test/lpips") == [("ablation=a", "ablation=b"), ("ablation=c", "ablation=b")]
 
 
 def test_an_all_failed_point_is_listed_and_not_plotted(seed_sweep, tmp_path):

@@ -22,7 +22,8 @@
   Soft-IoU), the references facezoo-eval reports as psnr_input and soft_iou_const.
 - Outputs in the run folder: results.{csv,md,json}, per_image.csv, protocol.md (every choice of the protocol
   and the checksums of every network file), grid.png (rows: faces; columns: LQ | methods | HQ), plots/, and
-  outputs/<method>/ (the restored images); with `logger=wandb` the table and the grid go to one wandb run.
+  outputs/<method>/ (the restored images; retouching: their masks in mask/ and masks.png); with
+  `logger=wandb` the table and the grids go to one wandb run.
 """
 
 # isort: off
@@ -69,7 +70,6 @@ log = logging.getLogger("facezoo")
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's FID Inception
-TASKS = ("restore", "retouch")
 METRICS = {  # per image
     "restore": ("psnr", "ssim", "lpips", "id_dlib", "id_arcface", "lmd"),
     "retouch": ("psnr", "ssim", "lpips", "soft_iou"),
@@ -309,7 +309,7 @@ class Scorer:
     """Every per-image metric of the task, the unavailable ones with the reason, and FID; for restoration the
     ground truth's face (box, landmarks) found once per image."""
 
-    def __init__(self, cfg: DictConfig, device: str, task: str = "restore") -> None:
+    def __init__(self, cfg: DictConfig, device: str, task: str) -> None:
         m, self.device, self.task = cfg.metrics, device, task
         self.metrics, self.columns = METRICS[task], columns(task)
         self.unavailable: dict[str, str] = {}

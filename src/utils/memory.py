@@ -1,13 +1,13 @@
 """The peak memory of a block: `with PeakMemory(device) as peak: ...` then `peak.mb` (bench, compare).
 
-On CUDA the allocator's peak. On a CPU the resident set size of the process, sampled every 5 ms by a thread
-and read once more when the block ends: the process-wide `ru_maxrss` cannot be reset between blocks, and
-psutil is not a dependency. The RSS comes from Linux's procfs file of the process itself (/proc/self/statm).
+On CUDA the allocator's peak. On a CPU the resident set size of the process (psutil, on any OS), sampled
+every 5 ms by a thread and read once more when the block ends: the process-wide `ru_maxrss` cannot be reset
+between blocks.
 """
 
-import os
 import threading
 
+import psutil
 import torch
 
 
@@ -21,6 +21,7 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             return self
+        self._process = psutil.Process()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -33,9 +34,7 @@ class PeakMemory:
                 return
 
     def _read(self) -> None:
-        with open("/proc/self/statm") as statm:
-            resident_pages = int(statm.read().split()[1])
-        self.mb = max(self.mb, resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20)
+        self.mb = max(self.mb, self._process.memory_info().rss / 2**20)
 
     def __exit__(self, *exc) -> None:
         if self.device.type == "cuda":
